@@ -1,0 +1,332 @@
+"""Plugin discovery and lookup; the only module that imports pluggy.
+
+Every plugin, built-in or third-party, is a module named by an entry point in the group
+``cclgs``. Its hook implementations (``cclgs_register_<kind>(register)``, marked with
+``@hookimpl``) call ``register(name, factory)`` once per component. Discovery is lazy: nothing
+is imported until the registry is first asked for something.
+
+A plugin that fails to import, defines a misspelt or unmarked ``cclgs_*`` function, has a hook
+with the wrong signature, or raises while registering is recorded as broken with the reason;
+the other plugins keep working. Strict mode (``strict=True`` or ``CCLGS_STRICT_PLUGINS=1``)
+raises instead. ``CCLGS_DISABLE_PLUGINS=a,b`` skips the named entry points. Two plugins
+registering one (kind, name) make that name unusable until one is removed: names are never
+silently renamed or shadowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.metadata
+import inspect
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import pluggy
+
+from cclgs_core.errors import ConfigError, PluginError
+
+ENTRY_POINT_GROUP = "cclgs"
+hookspec = pluggy.HookspecMarker("cclgs")
+hookimpl = pluggy.HookimplMarker("cclgs")
+
+
+@dataclass
+class PluginInfo:
+    """One discovered plugin module and what came of loading it."""
+
+    name: str
+    module: str
+    distribution: str
+    version: str
+    status: str = "ok"  # "ok", "broken" or "disabled"
+    reason: str = ""
+    components: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class ComponentInfo:
+    """A registered component: its kind, name, factory and the plugin that provides it."""
+
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    plugin: PluginInfo
+
+    def options(self) -> dict[str, tuple[Any, Any]]:
+        """Option name -> (type hint or None, default) from the factory's keyword parameters."""
+        signature = inspect.signature(self.factory)
+        try:
+            hints = typing.get_type_hints(self.factory.__init__ if inspect.isclass(self.factory) else self.factory)
+        except Exception:  # unresolvable annotations: accept any value
+            hints = {}
+        return {
+            name: (hints.get(name), parameter.default)
+            for name, parameter in signature.parameters.items()
+            if parameter.kind in (parameter.KEYWORD_ONLY, parameter.POSITIONAL_OR_KEYWORD)
+        }
+
+
+def _hook_kinds() -> dict[str, str]:
+    """Hook function name -> component kind."""
+    from cclgs_core.interfaces import KINDS
+
+    return {f"cclgs_register_{kind}": kind for kind in KINDS}
+
+
+class PluginRegistry:
+    """Components of every kind, discovered from entry points on first use."""
+
+    def __init__(
+        self,
+        strict: bool | None = None,
+        disabled: Iterable[str] | None = None,
+        entry_points: Iterable[importlib.metadata.EntryPoint] | None = None,
+    ):
+        self.strict = strict if strict is not None else os.environ.get("CCLGS_STRICT_PLUGINS", "") not in ("", "0")
+        if disabled is None:
+            disabled = [n.strip() for n in os.environ.get("CCLGS_DISABLE_PLUGINS", "").split(",") if n.strip()]
+        self.disabled = set(disabled)
+        self._entry_points = entry_points
+        self._plugins: list[PluginInfo] = []
+        self._components: dict[tuple[str, str], ComponentInfo] = {}
+        self._conflicts: dict[tuple[str, str], list[PluginInfo]] = {}
+        self._manager: pluggy.PluginManager | None = None
+
+    # -- discovery ---------------------------------------------------------------------------
+
+    def _ensure_loaded(self) -> pluggy.PluginManager:
+        if self._manager is None:
+            from cclgs_core import hookspecs
+
+            self._manager = pluggy.PluginManager("cclgs")
+            self._manager.add_hookspecs(hookspecs)
+            points = self._entry_points
+            if points is None:
+                points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+            for point in sorted(points, key=lambda p: p.name):
+                self._load_entry_point(point)
+        return self._manager
+
+    def _load_entry_point(self, point: importlib.metadata.EntryPoint) -> None:
+        distribution = point.dist.name if point.dist is not None else "unknown"
+        version = point.dist.version if point.dist is not None else "unknown"
+        info = PluginInfo(point.name, point.value, distribution, version)
+        self._plugins.append(info)
+        if point.name in self.disabled:
+            info.status, info.reason = "disabled", "listed in CCLGS_DISABLE_PLUGINS"
+            return
+        try:
+            module = point.load()
+        except Exception as error:  # any import failure of a third-party module is isolated
+            self._mark_broken(info, f"import failed: {type(error).__name__}: {error}", error)
+            return
+        self._register_module(module, info)
+
+    def add_plugin(self, module: types.ModuleType | object, name: str, distribution: str = "local") -> PluginInfo:
+        """Register a plugin object directly (for scripts and tests; installed plugins use entry points)."""
+        self._ensure_loaded()
+        info = PluginInfo(name, getattr(module, "__name__", repr(module)), distribution, "local")
+        self._plugins.append(info)
+        self._register_module(module, info)
+        return info
+
+    def _register_module(self, module: object, info: PluginInfo) -> None:
+        manager = self._manager
+        assert manager is not None
+        hook_kinds = _hook_kinds()
+        problems = []
+        for attribute in dir(module):
+            if not attribute.startswith("cclgs_") or not callable(getattr(module, attribute)):
+                continue
+            if attribute not in hook_kinds:
+                guess = difflib.get_close_matches(attribute, hook_kinds, n=1)
+                hint = f" (did you mean {guess[0]}?)" if guess else f" (hooks are {', '.join(hook_kinds)})"
+                problems.append(f"unknown hook {attribute}{hint}")
+            elif manager.parse_hookimpl_opts(module, attribute) is None:
+                problems.append(f"{attribute} is not marked with @cclgs_core.hookimpl")
+        if problems:
+            self._mark_broken(info, "; ".join(problems), None)
+            return
+        try:
+            manager.register(module, name=f"{info.distribution}:{info.name}")
+        except Exception as error:  # pluggy's validation of hook signatures, or a duplicate module
+            self._mark_broken(info, f"invalid hook: {error}", error)
+            return
+        registered: list[tuple[str, ComponentInfo]] = []
+        for hook_name, kind in hook_kinds.items():
+            for implementation in getattr(manager.hook, hook_name).get_hookimpls():
+                if implementation.plugin is not module:
+                    continue
+
+                def register(name: str, factory: Callable[..., Any], _kind: str = kind) -> None:
+                    if not isinstance(name, str) or not name or not callable(factory):
+                        raise TypeError(f"register(name, factory) needs a non-empty str and a callable, got {name!r}, {factory!r}")
+                    registered.append((_kind, ComponentInfo(_kind, name, factory, info)))
+
+                try:
+                    implementation.function(register=register)
+                except Exception as error:
+                    manager.unregister(module)
+                    self._mark_broken(info, f"{hook_name} raised {type(error).__name__}: {error}", error)
+                    return
+        for kind, component in registered:
+            self._add_component(kind, component)
+
+    def _add_component(self, kind: str, component: ComponentInfo) -> None:
+        key = (kind, component.name)
+        component.plugin.components.append(key)
+        if key in self._conflicts:
+            self._conflicts[key].append(component.plugin)
+        elif key in self._components:
+            first = self._components.pop(key)
+            self._conflicts[key] = [first.plugin, component.plugin]
+        else:
+            self._components[key] = component
+            return
+        message = self._conflict_message(key)
+        if self.strict:
+            raise PluginError(message)
+
+    def _conflict_message(self, key: tuple[str, str]) -> str:
+        providers = ", ".join(f"{p.name} ({p.distribution} {p.version})" for p in self._conflicts[key])
+        return (
+            f"{key[0]} {key[1]!r} is registered by more than one plugin: {providers}. "
+            "Uninstall one of them or list one in CCLGS_DISABLE_PLUGINS."
+        )
+
+    def _mark_broken(self, info: PluginInfo, reason: str, error: Exception | None) -> None:
+        info.status, info.reason = "broken", reason
+        if self.strict:
+            raise PluginError(f"plugin {info.name} ({info.distribution}) is broken: {reason}") from error
+
+    # -- lookup --------------------------------------------------------------------------------
+
+    def plugins(self) -> list[PluginInfo]:
+        self._ensure_loaded()
+        return list(self._plugins)
+
+    def components(self, kind: str | None = None) -> list[ComponentInfo]:
+        self._ensure_loaded()
+        found = [c for (k, _), c in self._components.items() if kind is None or k == kind]
+        return sorted(found, key=lambda c: (c.kind, c.name))
+
+    def conflicts(self) -> dict[tuple[str, str], str]:
+        """(kind, name) -> message for every name registered more than once."""
+        self._ensure_loaded()
+        return {key: self._conflict_message(key) for key in self._conflicts}
+
+    def get(self, kind: str, name: str) -> ComponentInfo:
+        """The component ``name`` of ``kind``; a PluginError lists what is installed otherwise."""
+        from cclgs_core.interfaces import KINDS
+
+        if kind not in KINDS:
+            raise ConfigError(f"unknown component kind {kind!r}; kinds are {', '.join(KINDS)}")
+        self._ensure_loaded()
+        key = (kind, name)
+        if key in self._conflicts:
+            raise PluginError(self._conflict_message(key))
+        if key not in self._components:
+            installed = ", ".join(c.name for c in self.components(kind)) or "none"
+            broken = [p for p in self._plugins if p.status == "broken"]
+            note = f" Broken plugins: {', '.join(p.name for p in broken)} (see `cclgs plugins`)." if broken else ""
+            raise PluginError(f"no {kind} named {name!r}. Installed {kind}s: {installed}.{note}")
+        return self._components[key]
+
+    def create(self, kind: str, name: str, options: dict[str, Any] | None = None) -> Any:
+        """Instantiate a component after checking its options against the factory's signature."""
+        component = self.get(kind, name)
+        checked = check_options(component, dict(options or {}))
+        try:
+            return component.factory(**checked)
+        except (PluginError, ConfigError):
+            raise
+        except Exception as error:
+            raise PluginError(
+                f"{kind} {name!r} from plugin {component.plugin.name} failed to start: {type(error).__name__}: {error}"
+            ) from error
+
+
+def check_options(component: ComponentInfo, options: dict[str, Any]) -> dict[str, Any]:
+    """Options with values coerced to the factory's annotations; ConfigError on unknown keys or wrong types."""
+    accepted = component.options()
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        listing = ", ".join(f"{n} (default {d!r})" for n, (_, d) in accepted.items()) or "no options"
+        raise ConfigError(
+            f"{component.kind} {component.name!r} has no option {', '.join(map(repr, unknown))}. It accepts: {listing}."
+        )
+    checked = {}
+    for name, value in options.items():
+        hint = accepted[name][0]
+        try:
+            checked[name] = coerce(value, hint)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"{component.kind} {component.name!r} option {name!r}: {error}") from None
+    return checked
+
+
+def coerce(value: Any, hint: Any) -> Any:
+    """Check ``value`` against a simple type hint, converting where lossless (int -> float, str -> Path,
+    list -> tuple). Hints outside int/float/bool/str/Path/Literal/Optional/list/tuple accept anything."""
+    if hint is None or hint is Any:
+        return value
+    origin = typing.get_origin(hint)
+    arguments = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in arguments:
+            if option is type(None):
+                if value is None:
+                    return None
+                continue
+            try:
+                return coerce(value, option)
+            except (TypeError, ValueError) as error:
+                errors.append(str(error))
+        raise TypeError(f"{value!r} matches none of {hint}")
+    if origin is typing.Literal:
+        if value not in arguments:
+            raise ValueError(f"{value!r} is not one of {', '.join(map(repr, arguments))}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"expected a list, got {value!r}")
+        item_hint = arguments[0] if arguments else None
+        items = [coerce(item, item_hint) for item in value]
+        return tuple(items) if origin is tuple else items
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise TypeError(f"expected a string, got {value!r}")
+        return value
+    if hint is Path:
+        if not isinstance(value, (str, Path)):
+            raise TypeError(f"expected a path, got {value!r}")
+        return Path(value)
+    return value
+
+
+_default_registry: PluginRegistry | None = None
+
+
+def get_registry() -> PluginRegistry:
+    """The process-wide registry (created, not loaded, on first call)."""
+    global _default_registry
+    if _default_registry is None:
+        _default_registry = PluginRegistry()
+    return _default_registry

@@ -1,0 +1,177 @@
+"""Data types exchanged between the stages and the plugins.
+
+Shape legend (used in every docstring and comment of the project):
+
+- ``H, W``   image height and width in pixels
+- ``M``      number of masks of one image at one level
+- ``D``      embedding dimension of the feature extractor (512 for ViT-B-16)
+- ``N``      number of Gaussians
+- ``C``      channels of a rendered per-Gaussian feature
+- ``K``      spherical-harmonics coefficients per colour channel, ``(degree + 1) ** 2``
+- ``P``      number of pixels in a batch
+- ``T``      number of text queries
+- ``L``      compressor output size (prototype count for codebooks, latent size for the autoencoder)
+
+Cameras use the OpenCV convention (x right, y down, z forward); ``camera_to_world`` maps
+camera coordinates to world coordinates. Readers convert from other conventions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+#: The two mask levels of CCL-LGS: ``sp`` = subpart + part, ``wp`` = whole + part.
+LEVELS: tuple[str, ...] = ("sp", "wp")
+
+#: Label of a mask that no track claimed, and of a pixel covered by no mask.
+UNLABELED = -1
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A pinhole camera with its pose.
+
+    camera_to_world: (4, 4) float64, OpenCV convention.
+    """
+
+    camera_to_world: np.ndarray
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        matrix = np.asarray(self.camera_to_world, dtype=np.float64)
+        if matrix.shape != (4, 4):
+            raise ValueError(f"camera_to_world must be (4, 4), got {matrix.shape}")
+        object.__setattr__(self, "camera_to_world", matrix)
+
+    @property
+    def world_to_camera(self) -> np.ndarray:
+        """(4, 4) float64 view matrix."""
+        return np.linalg.inv(self.camera_to_world)
+
+    @property
+    def intrinsics(self) -> np.ndarray:
+        """(3, 3) float64 matrix K."""
+        return np.array(
+            [[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]], dtype=np.float64
+        )
+
+    @property
+    def center(self) -> np.ndarray:
+        """(3,) float64 camera position in world coordinates."""
+        return self.camera_to_world[:3, 3].copy()
+
+    def scaled(self, factor: float) -> "Camera":
+        """The same camera at ``factor`` times the resolution (0.5 halves width and height)."""
+        width = int(round(self.width * factor))
+        height = int(round(self.height * factor))
+        return replace(
+            self,
+            fx=self.fx * width / self.width,
+            fy=self.fy * height / self.height,
+            cx=self.cx * width / self.width,
+            cy=self.cy * height / self.height,
+            width=width,
+            height=height,
+        )
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One posed image of a scene.
+
+    ``ground_truth`` maps a name ("class", "instance", "part", "depth") to a file holding an
+    (H, W) map; only synthetic scenes and benchmarks carry it.
+    """
+
+    index: int
+    name: str
+    image_path: Path
+    camera: Camera
+    split: str = "train"
+    ground_truth: Mapping[str, Path] = field(default_factory=dict)
+
+    def load_image(self) -> np.ndarray:
+        """(H, W, 3) uint8 RGB at the camera's resolution."""
+        from PIL import Image
+
+        with Image.open(self.image_path) as image:
+            image = image.convert("RGB")
+            size = (self.camera.width, self.camera.height)
+            if image.size != size:
+                image = image.resize(size, Image.Resampling.BILINEAR)
+            return np.asarray(image, dtype=np.uint8).copy()
+
+
+@dataclass
+class Scene:
+    """Posed images plus, optionally, the Gaussians and sparse points that describe them."""
+
+    root: Path
+    frames: list[Frame]
+    gaussians_path: Path | None = None
+    points_path: Path | None = None
+    #: Class names with ground truth (synthetic worlds and benchmarks), else empty.
+    class_names: tuple[str, ...] = ()
+
+    def split(self, name: str) -> list[Frame]:
+        """The frames of one split ("train" or "test")."""
+        return [frame for frame in self.frames if frame.split == name]
+
+
+@dataclass
+class SegmentMap:
+    """Non-overlapping masks of one image at one level.
+
+    segments: (H, W) int32, mask id per pixel in [0, M), ``UNLABELED`` (-1) where no mask.
+    scores:   (M,) float32 quality of each mask (predicted IoU x stability for SAM), or None.
+    """
+
+    segments: np.ndarray
+    num_masks: int
+    scores: np.ndarray | None = None
+
+    def mask(self, mask_id: int) -> np.ndarray:
+        """(H, W) bool pixels of one mask."""
+        return self.segments == mask_id
+
+    def areas(self) -> np.ndarray:
+        """(M,) int64 pixel count of each mask."""
+        covered = self.segments[self.segments >= 0]
+        return np.bincount(covered.ravel(), minlength=self.num_masks).astype(np.int64)
+
+
+@dataclass
+class FrameMasks:
+    """The two mask levels of one image (see ``LEVELS``)."""
+
+    sp: SegmentMap
+    wp: SegmentMap
+
+    def level(self, name: str) -> SegmentMap:
+        if name not in LEVELS:
+            raise KeyError(f"unknown mask level {name!r}; levels are {LEVELS}")
+        return getattr(self, name)
+
+
+@dataclass
+class RenderOutput:
+    """What a field backend renders for one camera.
+
+    features: (H, W, C) float32 alpha-blended per-Gaussian features (no background added).
+    alpha:    (H, W) float32 accumulated opacity in [0, 1].
+    depth:    (H, W) float32 expected depth along the optical axis, normalised by alpha
+              (0 where alpha is 0).
+    """
+
+    features: "torch.Tensor"  # noqa: F821 - torch is imported lazily by the users
+    alpha: "torch.Tensor"  # noqa: F821
+    depth: "torch.Tensor"  # noqa: F821
