@@ -1,0 +1,28 @@
+# Two entry points: `make demo` (set up, then run the main job) and `make test` (set up, then
+# run the whole test suite). Both build .venv with the pinned stack on first use.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+	# torch first, from the exact pins (a CUDA build that also runs on CPU)
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	# SAM2's optional CUDA extension is skipped: it only speeds up mask post-processing
+	SAM2_BUILD_CUDA=0 $(BIN)/pip install -q -e .
+	touch $@
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/cclgs plugins
+
+test: setup
+	TORCHDYNAMO_DISABLE=1 $(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,184 @@
+"""Run configs: a TOML file naming one component per kind with its options.
+
+    seed = 0
+
+    [mask_generator]
+    name = "sam"
+    checkpoint = "checkpoints/sam_vit_h_4b8939.pth"
+
+    [compressor]
+    name = "ccl"
+    num_prototypes = 128
+
+A section per component kind holds ``name`` plus that component's options (its constructor
+keywords); a kind left out takes the default component of ``DEFAULT_COMPONENTS``. Any value can
+be overridden with ``section.key=value`` (the value parsed as TOML, else taken as a string).
+Every problem raises ConfigError naming the file and the fix. The config actually used, with
+every default filled in, is written next to the results by ``write_resolved``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from cclgs_core.errors import ConfigError
+from cclgs_core.interfaces import KINDS
+from cclgs_core.registry import PluginRegistry, check_options, get_registry
+
+#: The paper's pipeline: SAM masks, SAM2 tracking, OpenCLIP features, CCL, gsplat-compatible CPU rendering.
+DEFAULT_COMPONENTS: dict[str, str] = {
+    "mask_generator": "sam",
+    "tracker": "sam2",
+    "feature_extractor": "openclip",
+    "compressor": "ccl",
+    "field_backend": "torch",
+}
+
+#: Top-level keys that are not component sections, with their types and defaults.
+GENERAL_KEYS: dict[str, tuple[type, Any]] = {"seed": (int, 0)}
+
+
+@dataclass
+class ComponentChoice:
+    """The component chosen for one kind and the options given to it."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunConfig:
+    """A parsed run config: a component per kind plus general settings."""
+
+    components: dict[str, ComponentChoice]
+    general: dict[str, Any]
+    source: str = "<defaults>"
+
+    @property
+    def seed(self) -> int:
+        return self.general["seed"]
+
+    def create(self, kind: str, registry: PluginRegistry | None = None) -> Any:
+        """Instantiate the component chosen for ``kind``."""
+        registry = registry or get_registry()
+        choice = self.components[kind]
+        try:
+            return registry.create(kind, choice.name, choice.options)
+        except ConfigError as error:
+            raise ConfigError(f"{self.source} [{kind}]: {error}") from None
+
+    def validate(self, registry: PluginRegistry | None = None) -> None:
+        """Check that every named component exists and accepts its options (without creating it).
+
+        All problems are reported together in one ConfigError, one line each."""
+        registry = registry or get_registry()
+        problems = []
+        for kind, choice in self.components.items():
+            try:
+                check_options(registry.get(kind, choice.name), choice.options)
+            except ConfigError as error:
+                problems.append(f"[{kind}]: {error}")
+            except Exception as error:  # a PluginError naming what is installed
+                problems.append(f"[{kind}] name = {choice.name!r}: {error}")
+        if problems:
+            raise ConfigError(f"{self.source}:\n  " + "\n  ".join(problems))
+
+    def resolved(self, registry: PluginRegistry | None = None) -> dict[str, Any]:
+        """The config with every component's defaults filled in and its provider recorded."""
+        registry = registry or get_registry()
+        data: dict[str, Any] = dict(self.general)
+        for kind, choice in self.components.items():
+            component = registry.get(kind, choice.name)
+            options = {name: default for name, (_, default) in component.options().items()}
+            options.update(check_options(component, choice.options))
+            section = {"name": choice.name, "plugin": f"{component.plugin.distribution} {component.plugin.version}"}
+            section.update({k: _to_toml_value(v) for k, v in options.items() if v is not None})
+            data[kind] = section
+        return data
+
+
+def _to_toml_value(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_to_toml_value(item) for item in value]
+    return value
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``section.key=value`` (or ``key=value`` for a general key) -> (section, key, value)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value, e.g. compressor.name=codebook")
+    path, raw = text.split("=", 1)
+    section, _, key = path.strip().rpartition(".")
+    try:
+        value = tomllib.loads(f"value = {raw}")["value"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return section, key, value
+
+
+def config_from_mapping(data: Mapping[str, Any], source: str = "<mapping>") -> RunConfig:
+    """Build a RunConfig from parsed TOML; ConfigError on unknown sections, keys or wrong types."""
+    general = {key: default for key, (_, default) in GENERAL_KEYS.items()}
+    components = {kind: ComponentChoice(name) for kind, name in DEFAULT_COMPONENTS.items()}
+    for key, value in data.items():
+        if key in KINDS:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{source}: [{key}] must be a table with a name, e.g. [{key}] name = \"...\"")
+            options = dict(value)
+            name = options.pop("name", DEFAULT_COMPONENTS[key])
+            options.pop("plugin", None)  # recorded by write_resolved; informative only
+            if not isinstance(name, str):
+                raise ConfigError(f"{source}: [{key}] name must be a string, got {name!r}")
+            components[key] = ComponentChoice(name, options)
+        elif key in GENERAL_KEYS:
+            expected, _ = GENERAL_KEYS[key]
+            if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
+                raise ConfigError(f"{source}: {key} must be of type {expected.__name__}, got {value!r}")
+            general[key] = value
+        else:
+            accepted = ", ".join([*GENERAL_KEYS, *(f"[{kind}]" for kind in KINDS)])
+            raise ConfigError(f"{source}: unknown key {key!r}. Accepted: {accepted}.")
+    return RunConfig(components, general, source)
+
+
+def load_config(path: Path | None = None, overrides: Iterable[str] = ()) -> RunConfig:
+    """Read a TOML run config (or start from the defaults) and apply ``section.key=value`` overrides."""
+    data: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist; pass the path of a TOML run config")
+        try:
+            data = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{path} is not valid TOML: {error}") from None
+    for text in overrides:
+        section, key, value = parse_override(text)
+        if not section:
+            data[key] = value
+        elif section in KINDS:
+            table = data.setdefault(section, {})
+            if not isinstance(table, dict):
+                raise ConfigError(f"{source}: [{section}] must be a table")
+            table[key] = value
+        else:
+            raise ConfigError(f"override {text!r}: unknown section {section!r}; sections are {', '.join(KINDS)}")
+    return config_from_mapping(data, source)
+
+
+def write_resolved(config: RunConfig, directory: Path, registry: PluginRegistry | None = None) -> Path:
+    """Write ``config.resolved.toml`` (atomically) into ``directory`` and return its path."""
+    import tomli_w
+
+    from cclgs_core.cache import atomic_write_text
+
+    path = Path(directory) / "config.resolved.toml"
+    atomic_write_text(path, f"# resolved from {config.source}\n" + tomli_w.dumps(config.resolved(registry)))
+    return path

@@ -1,0 +1,37 @@
+"""Tiny scenes written to disk for the contract suites: posed images, nothing else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cclgs_core.cameras import orbit_poses
+from cclgs_core.types import Camera, Frame, Scene
+
+
+def tiny_image(index: int, height: int = 40, width: int = 48) -> np.ndarray:
+    """(H, W, 3) uint8: a soft gradient with three flat shapes that shift a little with ``index``."""
+    ys, xs = np.mgrid[0:height, 0:width]
+    image = np.stack([xs * 2 + 40, ys * 2 + 40, np.full_like(xs, 90)], axis=-1).astype(np.float64)
+    shift = 2 * index
+    image[5:20, 4 + shift : 20 + shift] = (220, 30, 30)
+    disc = (ys - 26) ** 2 + (xs - 32 + shift) ** 2 < 8**2
+    image[disc] = (30, 200, 60)
+    image[28:36, 8:40] = (40, 40, 210)
+    return image.clip(0, 255).astype(np.uint8)
+
+
+def make_tiny_scene(directory: Path, frames: int = 3, height: int = 40, width: int = 48) -> Scene:
+    """Write ``frames`` PNG images under ``directory/images`` and return the posed Scene."""
+    from PIL import Image
+
+    directory = Path(directory)
+    (directory / "images").mkdir(parents=True, exist_ok=True)
+    result = []
+    for index, pose in enumerate(orbit_poses(frames, radius=3.0, height=1.0)):
+        path = directory / "images" / f"frame_{index + 1:05d}.png"
+        Image.fromarray(tiny_image(index, height, width)).save(path)
+        camera = Camera(pose, fx=width * 1.1, fy=width * 1.1, cx=width / 2, cy=height / 2, width=width, height=height)
+        result.append(Frame(index=index, name=path.stem, image_path=path, camera=camera))
+    return Scene(root=directory, frames=result)

@@ -1,0 +1,119 @@
+"""The ``cclgs`` command line. Heavy modules are imported inside the commands that need them."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(
+    name="cclgs",
+    help="3D language fields on Gaussian splats (CCL-LGS): preprocess, train, query, evaluate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+plugins_app = typer.Typer(help="List installed plugins, or check one against its contract suite.")
+app.add_typer(plugins_app, name="plugins")
+
+
+class _State:
+    debug = False
+
+
+def _version(value: bool) -> None:
+    if value:
+        from cclgs_core import __version__
+
+        typer.echo(f"cclgs {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
+    strict_plugins: bool = typer.Option(False, "--strict-plugins", help="Fail on any broken plugin instead of skipping it."),
+) -> None:
+    _State.debug = debug
+    if strict_plugins:
+        os.environ["CCLGS_STRICT_PLUGINS"] = "1"
+
+
+@plugins_app.callback(invoke_without_command=True)
+def plugins_list(ctx: typer.Context) -> None:
+    """Every plugin with its components, providing package, version and status."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    from cclgs_core.interfaces import KINDS
+    from cclgs_core.registry import get_registry
+
+    registry = get_registry()
+    table = Table(title="cclgs components")
+    for column in ("kind", "name", "plugin", "package", "status"):
+        table.add_column(column)
+    conflicts = registry.conflicts()
+    for kind in KINDS:
+        components = registry.components(kind)
+        if not components:
+            table.add_row(kind, "-", "", "", "[yellow]none installed[/]")
+        for component in components:
+            plugin = component.plugin
+            table.add_row(kind, component.name, plugin.name, f"{plugin.distribution} {plugin.version}", "[green]ok[/]")
+    for (kind, name), message in sorted(conflicts.items()):
+        table.add_row(kind, name, "", "", f"[red]conflict[/]: {message}")
+    for plugin in registry.plugins():
+        if plugin.status != "ok":
+            colour = "red" if plugin.status == "broken" else "yellow"
+            table.add_row("", "", plugin.name, f"{plugin.distribution} {plugin.version}", f"[{colour}]{plugin.status}[/]: {plugin.reason}")
+    Console(width=max(100, Console().width)).print(table)
+
+
+@plugins_app.command("check")
+def plugins_check(
+    name: str = typer.Argument(..., help="Component name, as listed by `cclgs plugins`."),
+    kind: Optional[str] = typer.Option(None, help="Component kind, when the name exists for several kinds."),
+    option: list[str] = typer.Option([], "--set", help="Component option as key=value (TOML value), repeatable."),
+) -> None:
+    """Run the contract suite of the component's kind against an installed component."""
+    from cclgs_cli.contract import run_contract
+
+    raise typer.Exit(run_contract(name, kind, option))
+
+
+@app.command("config")
+def config_show(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML run config."),
+    override: list[str] = typer.Option([], "--set", help="Override as section.key=value, repeatable."),
+) -> None:
+    """Check a run config against the installed plugins and print it with every default filled in."""
+    import tomli_w
+
+    from cclgs_core.config import load_config
+
+    run_config = load_config(config, override)
+    run_config.validate()
+    typer.echo(tomli_w.dumps(run_config.resolved()))
+
+
+def main() -> None:
+    """Entry point: user errors print one message and exit with code 2 (tracebacks with --debug)."""
+    from cclgs_core.errors import CclgsError
+
+    try:
+        app()
+    except CclgsError as error:
+        if _State.debug or os.environ.get("CCLGS_DEBUG"):
+            raise
+        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""Shared test helpers: fake installed distributions for the plugin machinery."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+
+def make_distribution(root: Path, dist_name: str, modules: dict[str, str], entry_points: dict[str, str]) -> Path:
+    """Write an installed-looking distribution into ``root`` (a sys.path entry).
+
+    modules:      module name -> source code
+    entry_points: entry point name -> module, in the group ``cclgs``
+    Real ``dist-info`` metadata, so ``importlib.metadata`` discovers it like a pip install.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    for module, source in modules.items():
+        (root / f"{module}.py").write_text(textwrap.dedent(source))
+    info = root / f"{dist_name.replace('-', '_')}-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist_name}\nVersion: 0.1.0\n")
+    lines = "".join(f"{name} = {module}\n" for name, module in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[cclgs]\n{lines}")
+    (info / "RECORD").write_text("")
+    return root
+
+
+def run_cli(*args: str, extra_path: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``cclgs`` in a subprocess (optionally with a directory prepended to PYTHONPATH)."""
+    environment = dict(os.environ)
+    if extra_path is not None:
+        environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(extra_path), environment.get("PYTHONPATH")]))
+    environment.update(env or {})
+    environment.pop("CCLGS_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "cclgs_cli.app", *args], capture_output=True, text=True, env=environment, timeout=600
+    )

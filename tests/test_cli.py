@@ -1,0 +1,78 @@
+"""The `cclgs` command line: help, version, plugin listing, broken plugins, clean errors."""
+
+from __future__ import annotations
+
+from helpers import make_distribution, run_cli
+
+from cclgs_core import __version__
+from cclgs_core.interfaces import KINDS
+
+
+def test_help_and_version():
+    result = run_cli("--help")
+    assert result.returncode == 0 and "plugins" in result.stdout
+    result = run_cli("--version")
+    assert result.stdout.strip() == f"cclgs {__version__}"
+
+
+def test_plugins_lists_every_kind_without_heavy_imports():
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from cclgs_cli.app import app\n"
+        "result = CliRunner().invoke(app, ['plugins'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print(result.output)\n"
+        "heavy = [m for m in ('torch', 'segment_anything', 'sam2', 'open_clip', 'nerfstudio', 'gsplat') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    for kind in KINDS:
+        assert kind in result.stdout
+    assert "HEAVY []" in result.stdout
+
+
+def test_broken_plugin_shown_while_others_work(tmp_path):
+    site = make_distribution(
+        tmp_path / "site",
+        "broken-dist",
+        {"broken_plugin": "import not_a_real_module_xyz\n"},
+        {"brokenplug": "broken_plugin"},
+    )
+    result = run_cli("plugins", extra_path=site)
+    assert result.returncode == 0, result.stderr
+    broken = next(line for line in result.stdout.splitlines() if "brokenplug" in line)
+    assert "broken" in broken
+    assert "not_a_real_module_xyz" in result.stdout
+    assert any("none" in line and "ok" in line for line in result.stdout.splitlines())
+
+    strict = run_cli("--strict-plugins", "plugins", extra_path=site)
+    assert strict.returncode == 2
+    assert "brokenplug" in strict.stderr and "Traceback" not in strict.stderr
+
+
+def test_user_error_is_one_line_exit_2(tmp_path):
+    result = run_cli("config", "--config", str(tmp_path / "missing.toml"))
+    assert result.returncode == 2
+    assert "missing.toml does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+    debug = run_cli("--debug", "config", "--config", str(tmp_path / "missing.toml"))
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_config_command_rejects_unknown_component(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('[tracker]\nname = "none"\n[field_backend]\nname = "reference"\n')
+    result = run_cli("config", "--config", str(path), "--set", "tracker.name=ghost")
+    assert result.returncode == 2
+    assert "no tracker named 'ghost'" in result.stderr
+
+
+def test_plugins_check_unknown_name():
+    result = run_cli("plugins", "check", "nonexistent-thing")
+    assert result.returncode == 2
+    assert "no installed component is named 'nonexistent-thing'" in result.stderr

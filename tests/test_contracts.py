@@ -1,0 +1,43 @@
+"""Every built-in component runs the contract suite of its kind.
+
+``BUILTIN_OPTIONS`` lists each built-in with the options its contract run needs (random weights
+for model-based components, which have no checkpoints here); a built-in missing from it fails
+``test_every_builtin_has_a_contract_run``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from cclgs_core.registry import PluginRegistry
+from cclgs_core.testing import CONTRACTS
+
+BUILTIN_OPTIONS: dict[tuple[str, str], dict] = {
+    ("tracker", "none"): {},
+}
+
+#: Built-ins whose suites live elsewhere (field backends: tests/test_backends.py).
+COVERED_ELSEWHERE = {("field_backend", "reference")}
+
+_registry = PluginRegistry()
+
+
+def test_every_builtin_has_a_contract_run():
+    builtins = {(c.kind, c.name) for c in _registry.components() if c.plugin.distribution == "cclgs"}
+    assert builtins - COVERED_ELSEWHERE <= set(BUILTIN_OPTIONS), "add the new built-in to BUILTIN_OPTIONS"
+
+
+def _contract_class(kind: str, name: str, options: dict) -> type:
+    def component(self):
+        return _registry.create(kind, name, options)
+
+    return type(
+        f"TestContract_{kind}_{name}",
+        (CONTRACTS[kind],),
+        {"component": pytest.fixture(component)},
+    )
+
+
+for (_kind, _name), _options in BUILTIN_OPTIONS.items():
+    _cls = _contract_class(_kind, _name, _options)
+    globals()[_cls.__name__] = _cls
