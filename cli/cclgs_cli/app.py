@@ -102,6 +102,32 @@ def config_show(
     typer.echo(tomli_w.dumps(run_config.resolved()))
 
 
+@app.command("preprocess")
+def preprocess(
+    scene: Path = typer.Argument(..., help="Scene folder (nerfstudio transforms.json, COLMAP sparse/0 or LERF-OVS layout)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML run config."),
+    override: list[str] = typer.Option([], "--set", help="Override as section.key=value, repeatable."),
+    run: Optional[Path] = typer.Option(None, help="Run directory for the cache and results [default: SCENE/cclgs]."),
+    downscale: int = typer.Option(1, help="Divide image resolution by this factor."),
+) -> None:
+    """Two-level masks and per-mask features for every training image, cached and resumable."""
+    from cclgs_cli.progress import progress_bar
+    from cclgs_core.config import load_config
+    from cclgs_core.datasets import load_scene
+    from cclgs_core.pipeline import run_preprocess
+
+    run_config = load_config(config, override)
+    loaded = load_scene(scene, downscale=downscale)
+    run_dir = run or scene / "cclgs"
+    with progress_bar() as progress:
+        result = run_preprocess(loaded, run_config, run_dir, progress=progress)
+    typer.echo(
+        f"{len(result.frames)} frames: masks computed for {result.computed_masks}, "
+        f"features for {result.computed_features} (the rest were cached)\n"
+        f"masks:    {result.masks.path}\nfeatures: {result.features.path}\npreviews: {run_dir / 'previews' / 'masks'}"
+    )
+
+
 def main() -> None:
     """Entry point: user errors print one message and exit with code 2 (tracebacks with --debug)."""
     from cclgs_core.errors import CclgsError

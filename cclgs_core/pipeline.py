@@ -1,0 +1,177 @@
+"""The stages of a run, each cached on disk: scene -> masks -> features (-> labels -> ...).
+
+A run directory holds the resolved config and a ``cache/`` (see ``cclgs_core.cache``). Each
+stage's artifact is keyed by its inputs' keys plus the component's name, plugin version and
+resolved options, so a changed option re-runs that stage and the ones after it, and nothing
+else. Items are written per frame, so a killed run resumes at the first missing frame.
+Every component output is checked against its interface before it is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from cclgs_core.cache import Artifact, StageCache
+from cclgs_core.config import RunConfig, write_resolved
+from cclgs_core.registry import PluginRegistry, check_options, get_registry
+from cclgs_core.types import LEVELS, Frame, FrameMasks, Scene, SegmentMap
+from cclgs_core.validation import check_embeddings, check_frame_masks
+
+#: Progress callback: (stage name, frames done, frames in all).
+Progress = Callable[[str, int, int], None]
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    pass
+
+
+def scene_fingerprint(frames: Sequence[Frame]) -> str:
+    """A digest of the frames' names, image bytes and cameras: the root of every cache key."""
+    digest = hashlib.sha256()
+    for frame in frames:
+        digest.update(frame.name.encode())
+        digest.update(Path(frame.image_path).read_bytes())
+        digest.update(np.ascontiguousarray(frame.camera.camera_to_world).tobytes())
+        camera = frame.camera
+        digest.update(np.array([camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height]).tobytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class StageComponent:
+    """A component instance with the identity that keys its artifacts."""
+
+    kind: str
+    instance: Any
+    identity: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.identity['name']!r} ({self.identity['plugin']})"
+
+
+def make_component(config: RunConfig, kind: str, registry: PluginRegistry) -> StageComponent:
+    """Instantiate the configured component of ``kind`` and record name, plugin version and options."""
+    choice = config.components[kind]
+    info = registry.get(kind, choice.name)
+    options = {name: default for name, (_, default) in info.options().items()}
+    options.update(check_options(info, choice.options))
+    identity = {
+        "name": choice.name,
+        "plugin": f"{info.plugin.distribution} {info.plugin.version}",
+        "options": {k: str(v) if isinstance(v, Path) else v for k, v in options.items()},
+    }
+    return StageComponent(kind, config.create(kind, registry), identity)
+
+
+def _masks_to_arrays(masks: FrameMasks) -> dict[str, np.ndarray]:
+    arrays = {}
+    for level in LEVELS:
+        segment_map = masks.level(level)
+        arrays[f"{level}_segments"] = segment_map.segments.astype(np.int32)
+        scores = segment_map.scores if segment_map.scores is not None else np.ones(segment_map.num_masks)
+        arrays[f"{level}_scores"] = np.asarray(scores, dtype=np.float32)
+    return arrays
+
+
+def masks_from_arrays(arrays: dict[str, np.ndarray]) -> FrameMasks:
+    """Inverse of the stored layout: ``<level>_segments`` (H, W) int32 and ``<level>_scores`` (M,)."""
+    levels = {
+        level: SegmentMap(arrays[f"{level}_segments"], int(len(arrays[f"{level}_scores"])), arrays[f"{level}_scores"])
+        for level in LEVELS
+    }
+    return FrameMasks(**levels)
+
+
+@dataclass
+class PreprocessResult:
+    """Where the two stage-1 artifacts live, and how many frames were computed rather than read."""
+
+    masks: Artifact
+    features: Artifact
+    frames: list[Frame]
+    computed_masks: int
+    computed_features: int
+
+
+def run_preprocess(
+    scene: Scene,
+    config: RunConfig,
+    run_dir: Path,
+    registry: PluginRegistry | None = None,
+    progress: Progress = _no_progress,
+    preview_count: int = 3,
+) -> PreprocessResult:
+    """Two-level masks and per-mask features for every training frame, cached per frame."""
+    registry = registry or get_registry()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.validate(registry)
+    write_resolved(config, run_dir, registry)
+    cache = StageCache(run_dir / "cache")
+    frames = scene.split("train")
+    generator = make_component(config, "mask_generator", registry)
+    extractor = make_component(config, "feature_extractor", registry)
+
+    masks_artifact = cache.artifact("masks", {"scene": scene_fingerprint(frames), "mask_generator": generator.identity})
+    features_artifact = cache.artifact(
+        "features", {"masks": masks_artifact.path.name, "feature_extractor": extractor.identity}
+    )
+    computed_masks = computed_features = 0
+    for done, frame in enumerate(frames):
+        item = f"{frame.name}.npz"
+        image = None
+        if not masks_artifact.has(item):
+            image = frame.load_image()
+            masks = generator.instance.generate(image, frame)
+            check_frame_masks(masks, image.shape[0], image.shape[1], generator.label)
+            masks_artifact.write_arrays(item, **_masks_to_arrays(masks))
+            computed_masks += 1
+        if not features_artifact.has(item):
+            image = frame.load_image() if image is None else image
+            masks = masks_from_arrays(masks_artifact.read_arrays(item))
+            arrays = {}
+            for level in LEVELS:
+                segment_map = masks.level(level)
+                features = extractor.instance.encode_masks(image, segment_map, frame)
+                check_embeddings(features, segment_map.num_masks, extractor.instance.dim, extractor.label, f"features of {frame.name} level {level}")
+                arrays[f"{level}_features"] = features
+            features_artifact.write_arrays(item, **arrays)
+            computed_features += 1
+        progress("masks and features", done + 1, len(frames))
+    masks_artifact.mark_complete()
+    features_artifact.mark_complete()
+    if preview_count:
+        write_mask_previews(masks_artifact, frames[:preview_count], run_dir / "previews" / "masks")
+    return PreprocessResult(masks_artifact, features_artifact, frames, computed_masks, computed_features)
+
+
+def write_mask_previews(artifact: Artifact, frames: Sequence[Frame], directory: Path) -> list[Path]:
+    """PNG per frame: image | sp masks | wp masks, each mask a random colour, no-mask pixels dark."""
+    from PIL import Image
+
+    from cclgs_core.cache import atomic_write_bytes
+
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for frame in frames:
+        masks = masks_from_arrays(artifact.read_arrays(f"{frame.name}.npz"))
+        image = frame.load_image()
+        panels = [image]
+        for level in LEVELS:
+            segments = masks.level(level).segments
+            palette = np.random.default_rng(0).integers(40, 256, size=(max(masks.level(level).num_masks, 1), 3))
+            coloured = np.where(segments[..., None] >= 0, palette[np.maximum(segments, 0)], 0)
+            panels.append((0.35 * image + 0.65 * coloured).astype(np.uint8))
+        path = directory / f"{frame.name}.png"
+        buffer = io.BytesIO()
+        Image.fromarray(np.concatenate(panels, axis=1)).save(buffer, format="PNG")
+        atomic_write_bytes(path, buffer.getvalue())
+        written.append(path)
+    return written
