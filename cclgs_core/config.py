@@ -19,14 +19,16 @@ every default filled in, is written next to the results by ``write_resolved``.
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from cclgs_core.errors import ConfigError
 from cclgs_core.interfaces import KINDS
-from cclgs_core.registry import PluginRegistry, check_options, get_registry
+from cclgs_core.registry import PluginRegistry, check_options, coerce, get_registry
 
 #: The paper's pipeline: SAM masks, SAM2 tracking, OpenCLIP features, CCL, gsplat-compatible CPU rendering.
 DEFAULT_COMPONENTS: dict[str, str] = {
@@ -39,6 +41,40 @@ DEFAULT_COMPONENTS: dict[str, str] = {
 
 #: Top-level keys that are not component sections, with their types and defaults.
 GENERAL_KEYS: dict[str, tuple[type, Any]] = {"seed": (int, 0)}
+
+
+@dataclass
+class TrainSettings:
+    """[train]: the semantic field (DESIGN.md section 1.5)."""
+
+    iterations: int = 30_000
+    lr: float = 1e-3
+    field_dim: int = 8
+    #: Pixels sampled per step from the view's masked pixels (0: all of them).
+    pixels_per_step: int = 0
+    checkpoint_every: int = 1000
+
+
+#: Settings sections: name -> dataclass whose fields are the accepted keys.
+SETTINGS_SECTIONS: dict[str, type] = {"train": TrainSettings}
+
+
+def _settings_from_mapping(section: str, values: Any, source: str) -> Any:
+    schema = SETTINGS_SECTIONS[section]
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{source}: [{section}] must be a table")
+    hints = typing.get_type_hints(schema)
+    known = {f.name for f in dataclasses.fields(schema)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{source}: [{section}] has no key {', '.join(map(repr, unknown))}; keys are {', '.join(sorted(known))}")
+    checked = {}
+    for key, value in values.items():
+        try:
+            checked[key] = coerce(value, hints[key])
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"{source}: [{section}] {key}: {error}") from None
+    return schema(**checked)
 
 
 @dataclass
@@ -56,6 +92,11 @@ class RunConfig:
     components: dict[str, ComponentChoice]
     general: dict[str, Any]
     source: str = "<defaults>"
+    settings: dict[str, Any] = field(default_factory=lambda: {name: schema() for name, schema in SETTINGS_SECTIONS.items()})
+
+    @property
+    def train(self) -> TrainSettings:
+        return self.settings["train"]
 
     @property
     def seed(self) -> int:
@@ -90,6 +131,8 @@ class RunConfig:
         """The config with every component's defaults filled in and its provider recorded."""
         registry = registry or get_registry()
         data: dict[str, Any] = dict(self.general)
+        for name, values in self.settings.items():
+            data[name] = dataclasses.asdict(values)
         for kind, choice in self.components.items():
             component = registry.get(kind, choice.name)
             options = {name: default for name, (_, default) in component.options().items()}
@@ -125,8 +168,11 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "<mapping>") -> R
     """Build a RunConfig from parsed TOML; ConfigError on unknown sections, keys or wrong types."""
     general = {key: default for key, (_, default) in GENERAL_KEYS.items()}
     components = {kind: ComponentChoice(name) for kind, name in DEFAULT_COMPONENTS.items()}
+    settings = {name: schema() for name, schema in SETTINGS_SECTIONS.items()}
     for key, value in data.items():
-        if key in KINDS:
+        if key in SETTINGS_SECTIONS:
+            settings[key] = _settings_from_mapping(key, value, source)
+        elif key in KINDS:
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{source}: [{key}] must be a table with a name, e.g. [{key}] name = \"...\"")
             options = dict(value)
@@ -141,9 +187,10 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "<mapping>") -> R
                 raise ConfigError(f"{source}: {key} must be of type {expected.__name__}, got {value!r}")
             general[key] = value
         else:
-            accepted = ", ".join([*GENERAL_KEYS, *(f"[{kind}]" for kind in KINDS)])
+            sections = [*KINDS, *SETTINGS_SECTIONS]
+            accepted = ", ".join([*GENERAL_KEYS, *(f"[{name}]" for name in sections)])
             raise ConfigError(f"{source}: unknown key {key!r}. Accepted: {accepted}.")
-    return RunConfig(components, general, source)
+    return RunConfig(components, general, source, settings)
 
 
 def load_config(path: Path | None = None, overrides: Iterable[str] = ()) -> RunConfig:
@@ -163,13 +210,14 @@ def load_config(path: Path | None = None, overrides: Iterable[str] = ()) -> RunC
         section, key, value = parse_override(text)
         if not section:
             data[key] = value
-        elif section in KINDS:
+        elif section in KINDS or section in SETTINGS_SECTIONS:
             table = data.setdefault(section, {})
             if not isinstance(table, dict):
                 raise ConfigError(f"{source}: [{section}] must be a table")
             table[key] = value
         else:
-            raise ConfigError(f"override {text!r}: unknown section {section!r}; sections are {', '.join(KINDS)}")
+            sections = ", ".join([*KINDS, *SETTINGS_SECTIONS])
+            raise ConfigError(f"override {text!r}: unknown section {section!r}; sections are {sections}")
     return config_from_mapping(data, source)
 
 

@@ -9,6 +9,7 @@ Every component output is checked against its interface before it is stored.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from cclgs_core.cache import Artifact, StageCache
 from cclgs_core.config import RunConfig, write_resolved
 from cclgs_core.registry import PluginRegistry, check_options, get_registry
 from cclgs_core.types import LEVELS, Frame, FrameMasks, Scene, SegmentMap
-from cclgs_core.validation import check_embeddings, check_frame_masks
+from cclgs_core.validation import check_embeddings, check_frame_masks, check_targets, check_track_labels
 
 #: Progress callback: (stage name, frames done, frames in all).
 Progress = Callable[[str, int, int], None]
@@ -43,31 +44,34 @@ def scene_fingerprint(frames: Sequence[Frame]) -> str:
     return digest.hexdigest()[:16]
 
 
-@dataclass
 class StageComponent:
-    """A component instance with the identity that keys its artifacts."""
+    """A configured component: its identity (which keys its artifacts) and, created on first
+    use only, its instance, so a fully cached stage never loads a model."""
 
-    kind: str
-    instance: Any
-    identity: dict[str, Any]
+    def __init__(self, config: RunConfig, kind: str, registry: PluginRegistry):
+        choice = config.components[kind]
+        info = registry.get(kind, choice.name)
+        options = {name: default for name, (_, default) in info.options().items()}
+        options.update(check_options(info, choice.options))
+        self.kind = kind
+        self.identity = {
+            "name": choice.name,
+            "plugin": f"{info.plugin.distribution} {info.plugin.version}",
+            "options": {k: str(v) if isinstance(v, Path) else v for k, v in options.items()},
+        }
+        self._create = lambda: config.create(kind, registry)
 
     @property
     def label(self) -> str:
         return f"{self.kind} {self.identity['name']!r} ({self.identity['plugin']})"
 
+    @functools.cached_property
+    def instance(self) -> Any:
+        return self._create()
 
-def make_component(config: RunConfig, kind: str, registry: PluginRegistry) -> StageComponent:
-    """Instantiate the configured component of ``kind`` and record name, plugin version and options."""
-    choice = config.components[kind]
-    info = registry.get(kind, choice.name)
-    options = {name: default for name, (_, default) in info.options().items()}
-    options.update(check_options(info, choice.options))
-    identity = {
-        "name": choice.name,
-        "plugin": f"{info.plugin.distribution} {info.plugin.version}",
-        "options": {k: str(v) if isinstance(v, Path) else v for k, v in options.items()},
-    }
-    return StageComponent(kind, config.create(kind, registry), identity)
+    def new_instance(self) -> Any:
+        """A separate, fresh instance (one compressor per mask level)."""
+        return self._create()
 
 
 def _masks_to_arrays(masks: FrameMasks) -> dict[str, np.ndarray]:
@@ -116,8 +120,8 @@ def run_preprocess(
     write_resolved(config, run_dir, registry)
     cache = StageCache(run_dir / "cache")
     frames = scene.split("train")
-    generator = make_component(config, "mask_generator", registry)
-    extractor = make_component(config, "feature_extractor", registry)
+    generator = StageComponent(config, "mask_generator", registry)
+    extractor = StageComponent(config, "feature_extractor", registry)
 
     masks_artifact = cache.artifact("masks", {"scene": scene_fingerprint(frames), "mask_generator": generator.identity})
     features_artifact = cache.artifact(
@@ -175,3 +179,118 @@ def write_mask_previews(artifact: Artifact, frames: Sequence[Frame], directory: 
         atomic_write_bytes(path, buffer.getvalue())
         written.append(path)
     return written
+
+
+def run_tracking(
+    scene: Scene, config: RunConfig, preprocessed: PreprocessResult, cache: StageCache, registry: PluginRegistry
+) -> Artifact:
+    """Track labels per level for every training frame: ``<level>.npz`` holds one (M_t,) int64 array per frame."""
+    tracker = StageComponent(config, "tracker", registry)
+    artifact = cache.artifact("labels", {"masks": preprocessed.masks.path.name, "tracker": tracker.identity})
+    frames = preprocessed.frames
+    for level in LEVELS:
+        item = f"{level}.npz"
+        if artifact.has(item):
+            continue
+        segment_maps = [masks_from_arrays(preprocessed.masks.read_arrays(f"{f.name}.npz")).level(level) for f in frames]
+        labels = tracker.instance.track(scene, frames, segment_maps)
+        check_track_labels(labels, segment_maps, tracker.label)
+        artifact.write_arrays(item, **{frame.name: view_labels for frame, view_labels in zip(frames, labels)})
+    artifact.mark_complete()
+    return artifact
+
+
+@dataclass
+class CompressedLevel:
+    """A fitted compressor of one level and its per-mask targets for every training frame.
+
+    targets: frame name -> (M,) int64 indices or (M, L) float32 latents.
+    """
+
+    compressor: Any
+    targets: dict[str, np.ndarray]
+    curves: dict[str, list[float]]
+
+
+def run_compression(
+    config: RunConfig,
+    preprocessed: PreprocessResult,
+    labels: Artifact,
+    cache: StageCache,
+    registry: PluginRegistry,
+) -> dict[str, CompressedLevel]:
+    """Fit one compressor per level on all frames' features and labels; store its state and targets."""
+    import torch
+
+    component = StageComponent(config, "compressor", registry)
+    artifact = cache.artifact(
+        "compressor",
+        {
+            "features": preprocessed.features.path.name,
+            "labels": labels.path.name,
+            "compressor": component.identity,
+            "seed": config.seed,
+        },
+    )
+    frames = preprocessed.frames
+    result = {}
+    for level in LEVELS:
+        compressor = component.new_instance()
+        state_item, targets_item, curves_item = f"{level}_state.pt", f"{level}_targets.npz", f"{level}_curves.json"
+        if artifact.has(state_item) and artifact.has(targets_item) and artifact.has(curves_item):
+            compressor.load_state_dict(torch.load(io.BytesIO(artifact.read_bytes(state_item)), weights_only=True))
+        else:
+            features = [preprocessed.features.read_arrays(f"{f.name}.npz")[f"{level}_features"] for f in frames]
+            level_labels = labels.read_arrays(f"{level}.npz")
+            curves = compressor.fit(features, [level_labels[f.name] for f in frames], seed=config.seed)
+            targets = {}
+            for frame, frame_features in zip(frames, features):
+                targets[frame.name] = compressor.targets(frame_features)
+                check_targets(targets[frame.name], len(frame_features), compressor.target_kind, compressor.output_size, component.label)
+            buffer = io.BytesIO()
+            torch.save(compressor.state_dict(), buffer)
+            artifact.write_json(curves_item, {name: [float(v) for v in values] for name, values in curves.items()})
+            artifact.write_arrays(targets_item, **targets)
+            artifact.write_bytes(state_item, buffer.getvalue())
+        result[level] = CompressedLevel(compressor, artifact.read_arrays(targets_item), artifact.read_json(curves_item))
+    artifact.mark_complete()
+    return result
+
+
+@dataclass
+class PreparedRun:
+    """Everything field training needs: per-level fitted compressors and per-view targets."""
+
+    frames: list[Frame]
+    compressors: dict[str, Any]
+    views: list["FieldView"]  # noqa: F821 - cclgs_core.field_training.FieldView
+    preprocessed: PreprocessResult
+
+
+def prepare_field_targets(
+    scene: Scene,
+    config: RunConfig,
+    run_dir: Path,
+    registry: PluginRegistry | None = None,
+    progress: Progress = _no_progress,
+) -> PreparedRun:
+    """Run (or read from the cache) masks, features, track labels and compression for the training frames."""
+    from cclgs_core.field_training import FieldView
+
+    registry = registry or get_registry()
+    preprocessed = run_preprocess(scene, config, run_dir, registry, progress)
+    cache = StageCache(Path(run_dir) / "cache")
+    labels = run_tracking(scene, config, preprocessed, cache, registry)
+    levels = run_compression(config, preprocessed, labels, cache, registry)
+    views = []
+    for frame in preprocessed.frames:
+        masks = masks_from_arrays(preprocessed.masks.read_arrays(f"{frame.name}.npz"))
+        views.append(
+            FieldView(
+                camera=frame.camera,
+                segments={level: masks.level(level).segments for level in LEVELS},
+                mask_targets={level: levels[level].targets[frame.name] for level in LEVELS},
+            )
+        )
+    compressors = {level: levels[level].compressor for level in LEVELS}
+    return PreparedRun(preprocessed.frames, compressors, views, preprocessed)

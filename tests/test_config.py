@@ -96,3 +96,12 @@ def test_coerce_rules():
         from typing import Literal
 
         coerce("c", Literal["a", "b"])
+
+
+def test_train_section(tmp_path):
+    config = load_config(_write(tmp_path, "[train]\niterations = 500\n"), ["train.lr=0.01"])
+    assert config.train.iterations == 500 and config.train.lr == 0.01 and config.train.field_dim == 8
+    with pytest.raises(ConfigError, match=r"\[train\] has no key 'iters'; keys are .*iterations"):
+        load_config(_write(tmp_path, "[train]\niters = 5\n"))
+    with pytest.raises(ConfigError, match=r"\[train\] iterations: expected an integer"):
+        load_config(None, ["train.iterations=many"])
