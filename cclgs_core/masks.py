@@ -120,7 +120,8 @@ def mask_boxes(masks: np.ndarray) -> np.ndarray:
 
 def box_areas(masks: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """Pixel count of each mask, counted inside its box. masks: (M, H, W) bool; boxes: (M, 4). Returns (M,) int64."""
-    return np.array([np.count_nonzero(mask[y0:y1, x0:x1]) for mask, (x0, y0, x1, y1) in zip(masks, boxes)], dtype=np.int64).reshape(len(masks))
+    counts = [np.count_nonzero(mask[y0:y1, x0:x1]) for mask, (x0, y0, x1, y1) in zip(masks, boxes)]
+    return np.array(counts, dtype=np.int64).reshape(len(masks))
 
 
 def box_iou_matrix(boxes: np.ndarray) -> np.ndarray:
@@ -379,7 +380,10 @@ class TwoLevelCollector:
     def add(self, logits: "torch.Tensor", pred_iou: "torch.Tensor") -> None:
         """logits: (P, 3, H, W) mask logits at image resolution; pred_iou: (P, 3) predicted IoU."""
         if logits.shape[1:] != (3, self.height, self.width) or pred_iou.shape != logits.shape[:2]:
-            raise ValueError(f"expected (P, 3, {self.height}, {self.width}) logits and (P, 3) IoUs, got {tuple(logits.shape)}, {tuple(pred_iou.shape)}")
+            raise ValueError(
+                f"expected (P, 3, {self.height}, {self.width}) logits and (P, 3) IoUs, "
+                f"got {tuple(logits.shape)} and {tuple(pred_iou.shape)}"
+            )
         masks = logits > self.mask_threshold  # (P, 3, H, W)
         areas = masks.sum(dim=(-1, -2))  # (P, 3)
         stability = stability_scores(logits, self.mask_threshold, self.stability_offset)  # (P, 3)
@@ -418,5 +422,7 @@ class TwoLevelCollector:
             # Box NMS first (it is idempotent, select_masks repeats it) so only survivors are unpacked.
             survivors = np.sort(order[greedy_keep(box_iou_matrix(boxes[order]), self.options.box_nms_thresh)])
             masks = np.unpackbits(packed[survivors], axis=-1, count=self.width).astype(bool)
-            levels[name] = select_masks(masks, pred_iou[survivors], stability[survivors], self.options, boxes[survivors])
+            levels[name] = select_masks(
+                masks, pred_iou[survivors], stability[survivors], self.options, boxes[survivors]
+            )
         return FrameMasks(sp=levels["sp"], wp=levels["wp"])

@@ -39,7 +39,8 @@ def random_masks(rng: np.random.Generator, num_masks: int, height: int, width: i
         elif kind == 2:  # near duplicate of an earlier mask
             masks[m] = np.roll(masks[rng.integers(m)], tuple(rng.integers(-2, 3, 2)), axis=(0, 1))
         elif kind == 3:  # nested: an earlier mask cut by a half-plane
-            masks[m] = masks[rng.integers(m)] & (yy * rng.uniform(-1, 1) + xx * rng.uniform(-1, 1) > rng.uniform(-20, 60))
+            half_plane = yy * rng.uniform(-1, 1) + xx * rng.uniform(-1, 1) > rng.uniform(-20, 60)
+            masks[m] = masks[rng.integers(m)] & half_plane
         else:  # an earlier mask plus scattered specks (islands for the small-region step)
             masks[m] = masks[rng.integers(m)] | (rng.random((height, width)) < 0.01)
     return masks
@@ -146,7 +147,8 @@ def test_select_masks_equals_reference(seed):
 
 
 def test_select_masks_of_nothing_is_empty():
-    empty = select_masks(np.zeros((0, 5, 6), bool), np.zeros(0, np.float32), np.zeros(0, np.float32), MaskSelectionOptions())
+    no_scores = np.zeros(0, np.float32)
+    empty = select_masks(np.zeros((0, 5, 6), bool), no_scores, no_scores, MaskSelectionOptions())
     assert empty.num_masks == 0 and empty.segments.shape == (5, 6) and (empty.segments == UNLABELED).all()
 
 

@@ -78,12 +78,15 @@ def test_a_checkpoint_of_another_architecture_is_a_data_error(tmp_path, image, f
     torch.save({"model": {"not_a_sam2_weight": torch.zeros(1)}}, sam2_file)
     with pytest.raises(DataError, match="wrong.pth.*vit_b"):
         SamMaskGenerator(checkpoint=sam_file, model_type="vit_b", device="cpu").generate(image, frame)
+    sam2 = Sam2AutoMaskGenerator(checkpoint=sam2_file, model_config="configs/sam2.1/sam2.1_hiera_t.yaml", device="cpu")
     with pytest.raises(DataError, match="wrong.pt.*sam2.1_hiera_t"):
-        Sam2AutoMaskGenerator(checkpoint=sam2_file, model_config="configs/sam2.1/sam2.1_hiera_t.yaml", device="cpu").generate(image, frame)
+        sam2.generate(image, frame)
 
 
 def test_unknown_sam2_config_lists_the_shipped_ones(image, frame):
-    generator = Sam2AutoMaskGenerator(model_config="configs/sam2.1/sam2.1_hiera_xl.yaml", allow_random_weights=True, device="cpu")
+    generator = Sam2AutoMaskGenerator(
+        model_config="configs/sam2.1/sam2.1_hiera_xl.yaml", allow_random_weights=True, device="cpu"
+    )
     with pytest.raises(ConfigError, match="configs/sam2.1/sam2.1_hiera_t.yaml"):
         generator.generate(image, frame)
 

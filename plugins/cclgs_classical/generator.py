@@ -34,9 +34,13 @@ class ClassicalMaskGenerator:
         max_side: int | None = 640,
     ):
         if sp_scale <= 0 or wp_scale <= 0 or sigma < 0:
-            raise ConfigError("mask generator 'classical': sp_scale and wp_scale must be positive and sigma non-negative")
+            raise ConfigError(
+                "mask generator 'classical': sp_scale and wp_scale must be positive and sigma non-negative"
+            )
         if max_side is not None and max_side < 16:
-            raise ConfigError(f"mask generator 'classical' option max_side={max_side}: use at least 16, or none for full size")
+            raise ConfigError(
+                f"mask generator 'classical' option max_side={max_side}: use at least 16, or none for full size"
+            )
         self.sp_scale, self.wp_scale, self.sigma = sp_scale, wp_scale, sigma
         self.sp_min_area, self.wp_min_area = sp_min_area, wp_min_area
         self.max_side = max_side
@@ -46,7 +50,7 @@ class ClassicalMaskGenerator:
         from skimage.transform import resize
 
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"expected an (H, W, 3) uint8 image for frame {frame.name}, got {image.shape} {image.dtype}")
+            raise ValueError(f"frame {frame.name}: expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
         height, width = image.shape[:2]
         factor = 1.0 if self.max_side is None else min(1.0, self.max_side / max(height, width))
         working = image.astype(np.float64) / 255.0  # (h, w, 3) in [0, 1]
@@ -63,7 +67,8 @@ class ClassicalMaskGenerator:
         """working: (h, w, 3) image. Returns a SegmentMap at ``size`` (H, W)."""
         from skimage.segmentation import expand_labels, felzenszwalb
 
-        labels = 1 + felzenszwalb(working, scale=scale, sigma=self.sigma, min_size=max(1, int(round(min_size))), channel_axis=-1)
+        min_size = max(1, int(round(min_size)))
+        labels = 1 + felzenszwalb(working, scale=scale, sigma=self.sigma, min_size=min_size, channel_axis=-1)
         labels = np.where(_has_interior(labels)[labels], labels, 0)  # (h, w), 0 = thin strip
         labels = expand_labels(labels, distance=sum(labels.shape))
         rows = np.arange(size[0]) * labels.shape[0] // size[0]  # nearest-neighbour upsampling
@@ -81,7 +86,6 @@ def _has_interior(labels: np.ndarray) -> np.ndarray:
     neighbours (the image edge repeating itself) carry the same label."""
     padded = np.pad(labels, 1, mode="edge")
     centre = padded[1:-1, 1:-1]
-    interior = (
-        (centre == padded[:-2, 1:-1]) & (centre == padded[2:, 1:-1]) & (centre == padded[1:-1, :-2]) & (centre == padded[1:-1, 2:])
-    )
+    interior = (centre == padded[:-2, 1:-1]) & (centre == padded[2:, 1:-1])
+    interior &= (centre == padded[1:-1, :-2]) & (centre == padded[1:-1, 2:])
     return np.bincount(labels[interior], minlength=labels.max() + 1) > 0

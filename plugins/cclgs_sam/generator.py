@@ -57,7 +57,9 @@ class SamMaskGenerator:
             raise ConfigError(f"sam option model_type={model_type!r}: use one of {', '.join(CHECKPOINT_FILES)}")
         hint = DOWNLOAD_HINT.format(file=CHECKPOINT_FILES[model_type])
         if checkpoint is None and not allow_random_weights:
-            raise ConfigError(f"mask generator 'sam' needs a checkpoint. {hint} (or set allow_random_weights = true for a smoke run).")
+            raise ConfigError(
+                f"mask generator 'sam' needs a checkpoint. {hint} (or set allow_random_weights = true for a smoke run)."
+            )
         if checkpoint is not None and not Path(checkpoint).is_file():
             raise DataError(f"SAM checkpoint {checkpoint} does not exist. {hint}.")
         if points_per_side < 1 or points_per_batch < 1:
@@ -91,10 +93,11 @@ class SamMaskGenerator:
                     state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
                     model.load_state_dict(state)
                 except Exception as error:  # unreadable file or another architecture's weights
+                    hint = DOWNLOAD_HINT.format(file=CHECKPOINT_FILES[self.model_type])
                     raise DataError(
                         f"SAM checkpoint {self.checkpoint} could not be loaded as model_type {self.model_type!r} "
                         f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no detail'}). "
-                        f"Set model_type to the checkpoint's architecture or {DOWNLOAD_HINT.format(file=CHECKPOINT_FILES[self.model_type])}."
+                        f"Set model_type to the checkpoint's architecture or: {hint}."
                     ) from error
             self._predictor = SamPredictor(model.to(device).eval())
         return self._predictor
@@ -104,17 +107,20 @@ class SamMaskGenerator:
         import torch
 
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"expected an (H, W, 3) uint8 image for frame {frame.name}, got {image.shape} {image.dtype}")
+            raise ValueError(f"frame {frame.name}: expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
         predictor = self._load_predictor()
         height, width = image.shape[:2]
-        collector = TwoLevelCollector(height, width, self.selection, predictor.model.mask_threshold, self.stability_score_offset)
+        collector = TwoLevelCollector(
+            height, width, self.selection, predictor.model.mask_threshold, self.stability_score_offset
+        )
         points = torch.from_numpy(point_grid(self.points_per_side, height, width)).to(predictor.device)  # (n*n, 2)
         with torch.inference_mode():
             predictor.set_image(image)
             for start in range(0, len(points), self.points_per_batch):
-                batch = predictor.transform.apply_coords_torch(points[start : start + self.points_per_batch], (height, width))
-                labels = torch.ones(len(batch), 1, dtype=torch.int64, device=batch.device)
-                logits, pred_iou, _ = predictor.predict_torch(batch[:, None, :], labels, multimask_output=True, return_logits=True)
+                batch = points[start : start + self.points_per_batch]
+                coords = predictor.transform.apply_coords_torch(batch, (height, width))[:, None, :]  # (B, 1, 2)
+                labels = torch.ones(len(batch), 1, dtype=torch.int64, device=batch.device)  # (B, 1) foreground
+                logits, pred_iou, _ = predictor.predict_torch(coords, labels, multimask_output=True, return_logits=True)
                 collector.add(logits, pred_iou)  # (B, 3, H, W), (B, 3)
             predictor.reset_image()
         return collector.finish()
@@ -126,5 +132,5 @@ def _resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("mask generator 'sam' option device='cuda' but no CUDA device is available; use 'cpu' or 'auto'")
+        raise ConfigError("mask generator 'sam' option device='cuda': no CUDA device is available; use 'cpu' or 'auto'")
     return device

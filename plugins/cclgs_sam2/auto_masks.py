@@ -79,19 +79,22 @@ class Sam2AutoMaskGenerator:
         import torch
 
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"expected an (H, W, 3) uint8 image for frame {frame.name}, got {image.shape} {image.dtype}")
+            raise ValueError(f"frame {frame.name}: expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
         predictor = self._load_predictor()
         height, width = image.shape[:2]
-        collector = TwoLevelCollector(height, width, self.selection, predictor.mask_threshold, self.stability_score_offset)
+        collector = TwoLevelCollector(
+            height, width, self.selection, predictor.mask_threshold, self.stability_score_offset
+        )
         points = torch.from_numpy(point_grid(self.points_per_side, height, width)).to(predictor.device)  # (n*n, 2)
         with torch.inference_mode():
             predictor.set_image(image)
             for start in range(0, len(points), self.points_per_batch):
-                batch = predictor._transforms.transform_coords(
-                    points[start : start + self.points_per_batch], normalize=True, orig_hw=(height, width)
+                batch = points[start : start + self.points_per_batch]
+                coords = predictor._transforms.transform_coords(batch, normalize=True, orig_hw=(height, width))
+                labels = torch.ones(len(batch), 1, dtype=torch.int64, device=batch.device)  # (B, 1) foreground
+                logits, pred_iou, _ = predictor._predict(
+                    coords[:, None, :], labels, multimask_output=True, return_logits=True
                 )
-                labels = torch.ones(len(batch), 1, dtype=torch.int64, device=batch.device)
-                logits, pred_iou, _ = predictor._predict(batch[:, None, :], labels, multimask_output=True, return_logits=True)
                 collector.add(logits, pred_iou)  # (B, 3, H, W), (B, 3)
             predictor.reset_predictor()
         return collector.finish()

@@ -23,7 +23,8 @@ def check_checkpoint(component: str, checkpoint: Path | None, allow_random_weigh
     if checkpoint is None:
         if not allow_random_weights:
             raise ConfigError(
-                f"{component} needs a SAM2 checkpoint. {CHECKPOINT_HINT} (or set allow_random_weights = true for a smoke run)."
+                f"{component} needs a SAM2 checkpoint. {CHECKPOINT_HINT} "
+                "(or set allow_random_weights = true for a smoke run)."
             )
         return None
     if not Path(checkpoint).is_file():
@@ -52,7 +53,7 @@ def resolve_device(component: str, device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"{component} option device='cuda' but no CUDA device is available; use 'cpu' or 'auto'")
+        raise ConfigError(f"{component} option device='cuda': no CUDA device is available; use 'cpu' or 'auto'")
     return device
 
 
@@ -63,7 +64,9 @@ def build_sam2_model(component: str, model_config: str, checkpoint: Path | None,
 
     configs = available_configs()
     if model_config not in configs:
-        raise ConfigError(f"{component} option model_config={model_config!r} is not a sam2 config; use one of {', '.join(configs)}")
+        raise ConfigError(
+            f"{component} option model_config={model_config!r} is not a sam2 config; use one of {', '.join(configs)}"
+        )
     model = build_sam2(model_config, ckpt_path=None, device="cpu")
     if checkpoint is not None:
         try:
