@@ -12,15 +12,22 @@ import pytest
 from cclgs_core.registry import PluginRegistry
 from cclgs_core.testing import CONTRACTS
 
+#: Random weights predict arbitrary IoUs: thresholds off so that masks survive to be checked.
+RANDOM_SAM_OPTIONS = {
+    "allow_random_weights": True,
+    "device": "cpu",
+    "points_per_side": 3,
+    "points_per_batch": 9,
+    "pred_iou_thresh": -100.0,
+    "stability_score_thresh": 0.0,
+    "min_visible_fraction": 0.0,
+    "min_region_area": 1,
+}
+
 BUILTIN_OPTIONS: dict[tuple[str, str], dict] = {
     ("mask_generator", "classical"): {},
-    ("mask_generator", "sam"): {"model_type": "vit_b", "allow_random_weights": True, "device": "cpu", "points_per_side": 4},
-    ("mask_generator", "sam2-auto"): {
-        "model_config": "configs/sam2.1/sam2.1_hiera_t.yaml",
-        "allow_random_weights": True,
-        "device": "cpu",
-        "points_per_side": 4,
-    },
+    ("mask_generator", "sam"): {"model_type": "vit_b", **RANDOM_SAM_OPTIONS},
+    ("mask_generator", "sam2-auto"): {"model_config": "configs/sam2.1/sam2.1_hiera_t.yaml", **RANDOM_SAM_OPTIONS},
     ("tracker", "none"): {},
     ("tracker", "reprojection"): {"renderer": "reference"},
     ("tracker", "sam2"): {"model_config": "configs/sam2.1/sam2.1_hiera_t.yaml", "allow_random_weights": True, "device": "cpu"},

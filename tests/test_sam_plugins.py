@@ -97,26 +97,5 @@ def test_cuda_without_a_gpu_is_a_config_error(image, frame):
         SamMaskGenerator(model_type="vit_b", allow_random_weights=True, device="cuda").generate(image, frame)
 
 
-@pytest.mark.slow
-def test_sam_vit_b_at_random_initialisation_gives_two_valid_levels(image, frame):
-    torch.manual_seed(0)
-    generator = SamMaskGenerator(model_type="vit_b", **SMOKE_OPTIONS)
-    masks = generator.generate(image, frame)
-    encoder = generator._predictor.model.image_encoder
-    assert len(encoder.blocks) == 12 and encoder.patch_embed.proj.out_channels == 768  # vit_b
-    assert isinstance(masks, FrameMasks)
-    for level in (masks.sp, masks.wp):
-        assert_valid_segment_map(level)
-        assert level.num_masks >= 1
-
-
-@pytest.mark.slow
-def test_sam2_hiera_tiny_at_random_initialisation_gives_two_valid_levels(image, frame):
-    torch.manual_seed(0)
-    generator = Sam2AutoMaskGenerator(model_config="configs/sam2.1/sam2.1_hiera_t.yaml", **SMOKE_OPTIONS)
-    masks = generator.generate(image, frame)
-    trunk = generator._predictor.model.image_encoder.trunk
-    assert len(trunk.blocks) == 12 and trunk.patch_embed.proj.out_channels == 96  # hiera tiny
-    for level in (masks.sp, masks.wp):
-        assert_valid_segment_map(level)
-        assert level.num_masks >= 1
+# The real vit_b and hiera-tiny architectures at random initialisation run through the full
+# MaskGeneratorContract in tests/test_contracts.py (with options that keep masks).
