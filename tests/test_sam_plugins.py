@@ -68,7 +68,7 @@ def test_a_checkpoint_is_required_unless_random_weights_are_allowed(generator, t
 
 
 def test_registry_reports_a_missing_checkpoint_with_its_path(tmp_path):
-    with pytest.raises(PluginError, match="missing.pth"):
+    with pytest.raises(DataError, match="missing.pth"):
         PluginRegistry(strict=True).create("mask_generator", "sam", {"checkpoint": str(tmp_path / "missing.pth")})
 
 
