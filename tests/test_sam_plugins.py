@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from cclgs_core.errors import ConfigError, DataError, PluginError
+from cclgs_core.errors import ConfigError, DataError
 from cclgs_core.registry import PluginRegistry
 from cclgs_core.types import UNLABELED, Camera, Frame, FrameMasks, SegmentMap
 from cclgs_sam.generator import SamMaskGenerator
