@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,8 @@ def tiny_gaussians(count: int = 200, seed: int = 0) -> Gaussians:
 
 
 def make_tiny_scene(directory: Path, frames: int = 3, height: int = 40, width: int = 48) -> Scene:
-    """Write ``frames`` PNG images under ``directory/images`` and a Gaussians ``.ply``; return the posed Scene.
+    """Write ``frames`` PNG images under ``directory/images``, a Gaussians ``.ply`` and a nerfstudio
+    ``transforms.json`` naming both; return the posed Scene.
 
     The images are drawn, not rendered from the Gaussians: enough for interface contracts only."""
     from PIL import Image
@@ -57,4 +59,15 @@ def make_tiny_scene(directory: Path, frames: int = 3, height: int = 40, width: i
         result.append(Frame(index=index, name=path.stem, image_path=path, camera=camera))
     gaussians_path = directory / "gaussians.ply"
     write_gaussians(gaussians_path, tiny_gaussians())
+    opengl = np.diag([1.0, -1.0, -1.0, 1.0])  # OpenCV -> OpenGL camera axes
+    transforms = {
+        "fl_x": width * 1.1, "fl_y": width * 1.1, "cx": width / 2, "cy": height / 2, "w": width, "h": height,
+        "camera_model": "OPENCV",
+        "gaussians_file_path": gaussians_path.name,
+        "frames": [
+            {"file_path": f"images/{f.image_path.name}", "transform_matrix": (f.camera.camera_to_world @ opengl).tolist()}
+            for f in result
+        ],
+    }
+    (directory / "transforms.json").write_text(json.dumps(transforms, indent=1))
     return Scene(root=directory, frames=result, gaussians_path=gaussians_path)
