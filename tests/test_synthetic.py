@@ -164,14 +164,17 @@ def test_lerf_polygons_rerasterise_to_the_class_maps(frames, tables, world):
     for frame in [f for f in frames if f.split == "test"]:
         labels = json.loads((world / "label" / f"{frame.name}.json").read_text())
         classes = read_label_map(frame.ground_truth["class"])
+        redrawn = np.full(classes.shape, -1)
         for category, class_id in queries.items():
             drawn = np.zeros(classes.shape, dtype=bool)
             for entry in labels["objects"]:
                 if entry["category"] == category:
                     drawn |= rasterize_polygon(np.array(entry["segmentation"]), classes.shape)
+            redrawn[drawn] = class_id
             truth = classes == class_id
-            if truth.sum() >= 20:
-                assert (drawn & truth).sum() / (drawn | truth).sum() > 0.97, category
+            if truth.sum() >= 40:  # specks under 4 px are not annotated, so tiny regions may lose a few
+                assert (drawn & truth).sum() / (drawn | truth).sum() > 0.9, category
+        assert np.mean(redrawn == classes) > 0.995
 
 
 def test_world_options_are_checked(tmp_path, world):
@@ -301,12 +304,11 @@ def test_confusion_rises_with_occlusion(tmp_path):
     assert not np.allclose(reseeded, features[:1])
 
 
-def test_clean_masks_in_a_world_are_nearest_to_their_class(frames, tables, world):
-    extractor = SimulatedFeatureExtractor()
+def test_clean_masks_in_a_world_are_nearest_to_their_class(frames, tables):
+    """Without confusion, every single-class mask's feature is nearest its class text, despite the noise."""
+    extractor = SimulatedFeatureExtractor(confusion_base=0.0, confusion_occlusion=0.0)
     queries = [entry["query"] for entry in tables["classes"]]
     instance_class = np.array([entry["class_id"] for entry in tables["instances"]])
-    occlusion = json.loads((world / "visibility.json").read_text())["frames"]
-    right = total = 0
     for frame in frames:
         instances = read_label_map(frame.ground_truth["instance"])
         ids = np.unique(instances[instances >= 0])
@@ -315,12 +317,7 @@ def test_clean_masks_in_a_world_are_nearest_to_their_class(frames, tables, world
             segments[instances == instance] = mask_id
         features = extractor.encode_masks(frame.load_image(), SegmentMap(segments, len(ids)), frame)
         assert features.shape == (len(ids), 512) and np.allclose(np.linalg.norm(features, axis=1), 1.0, atol=1e-5)
-        clear = {e["instance"] for e in occlusion[frame.name] if e["occlusion"] < 0.1}
-        for row, instance in enumerate(ids):
-            if instance in clear:
-                total += 1
-                right += _nearest_class(extractor, features[row : row + 1], queries)[0] == instance_class[instance]
-    assert total >= 10 and right / total >= 0.85
+        np.testing.assert_array_equal(_nearest_class(extractor, features, queries), instance_class[ids])
 
 
 def test_plugins_need_a_synthetic_world(tmp_path):
@@ -345,7 +342,7 @@ def test_cli_command(tmp_path):
     app = typer.Typer()
     app.command()(synth)
     app.command("other")(lambda: None)  # more than one command: the name "synth" is required, as in cclgs
-    result = CliRunner().invoke(app, ["synth", str(tmp_path / "w"), "--seed", "2", "--width", "32", "--height", "32", "--train-views", "2", "--test-views", "1", "--objects", "2"])
+    result = CliRunner().invoke(app, ["synth", str(tmp_path / "w"), "--seed", "2", "--width", "32", "--height", "32", "--train-views", "2", "--test-views", "1", "--objects", "2", "--cameras", "hemisphere"])
     assert result.exit_code == 0, result.output
     assert "simulation" in result.output and (tmp_path / "w" / "transforms.json").is_file()
     defaults = {name: p.default for name, p in inspect.signature(generate_world).parameters.items()}

@@ -68,8 +68,8 @@ DISC_SIZE = 0.8
 DISC_THICKNESS = 0.1
 #: Surface samples drawn per Gaussian, of which an evenly spread subset is kept.
 CANDIDATES = 4
-#: Objects are placed inside this radius of the table centre.
-PLACEMENT_RADIUS = 0.7
+#: Objects are placed inside this radius of the table centre (widened for many objects).
+PLACEMENT_RADIUS = 0.6
 #: Cameras look at this point (world z is up, the table top is z = 0).
 LOOK_AT = np.array([0.0, 0.0, 0.12])
 CAMERA_DISTANCE = 2.0
@@ -279,19 +279,29 @@ def _choose_classes(rng: np.random.Generator, objects: int, duplicates: int) -> 
 
 
 def _place(rng: np.random.Generator, footprints: list[float]) -> list[np.ndarray]:
-    """Non-overlapping (x, y) positions on the table for footprints of the given radii."""
-    placed: list[tuple[np.ndarray, float]] = []
-    for radius in footprints:
-        for _ in range(2000):
-            r = (PLACEMENT_RADIUS - radius) * np.sqrt(rng.uniform())
-            angle = rng.uniform(0, 2 * np.pi)
-            position = np.array([r * np.cos(angle), r * np.sin(angle)])
-            if all(np.linalg.norm(position - other) >= radius + other_radius + 0.03 for other, other_radius in placed):
-                placed.append((position, radius))
+    """Non-overlapping (x, y) positions on the table for footprints of the given radii: the
+    largest first, each by rejection sampling, the whole layout restarted when one does not fit.
+    The layout's radius is PLACEMENT_RADIUS, widened for many objects so they cover at most
+    40 % of it (up to the table's edge)."""
+    area = sum((radius + 0.02) ** 2 for radius in footprints)
+    extent = float(np.clip(math.sqrt(area / 0.4), PLACEMENT_RADIUS, TABLE_HALF_SIZE - 0.05))
+    order = sorted(range(len(footprints)), key=lambda i: -footprints[i])
+    for _ in range(100):
+        placed: dict[int, np.ndarray] = {}
+        for index in order:
+            radius = footprints[index]
+            for _ in range(200):
+                r = max(extent - radius, 0.0) * np.sqrt(rng.uniform())
+                angle = rng.uniform(0, 2 * np.pi)
+                position = np.array([r * np.cos(angle), r * np.sin(angle)])
+                if all(np.linalg.norm(position - placed[other]) >= radius + footprints[other] + 0.02 for other in placed):
+                    placed[index] = position
+                    break
+            else:
                 break
-        else:
-            raise ConfigError(f"synthetic world: could not place {len(footprints)} objects on the table; use fewer objects or duplicates")
-    return [position for position, _ in placed]
+        if len(placed) == len(footprints):
+            return [placed[index] for index in range(len(footprints))]
+    raise ConfigError(f"synthetic world: could not place {len(footprints)} objects on the table; use fewer objects or duplicates")
 
 
 def _assemble(seed: int, objects: int, duplicates: int, density: float) -> _Assembly:
@@ -424,14 +434,14 @@ def _look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
 def _camera_poses(kind: str, count: int, seed: int) -> list[np.ndarray]:
     """``count`` OpenCV camera-to-world matrices looking at the table, in path order.
 
-    orbit:      one turn around the table, elevation waving between 20 and 40 degrees
+    orbit:      one turn around the table, elevation waving between 15 and 35 degrees
     hemisphere: a spiral covering elevations 15 to 65 degrees with equal area per view
     """
     phase = derived_rng(seed, "cameras").uniform(0, 2 * np.pi)
     steps = np.arange(count)
     if kind == "orbit":
         azimuths = phase + 2 * np.pi * steps / count
-        elevations = np.radians(30.0 + 10.0 * np.sin(3 * 2 * np.pi * steps / count))
+        elevations = np.radians(25.0 + 10.0 * np.sin(3 * 2 * np.pi * steps / count))
     elif kind == "hemisphere":
         low, high = math.sin(math.radians(15.0)), math.sin(math.radians(65.0))
         elevations = np.arcsin(low + (high - low) * (steps + 0.5) / count)
@@ -486,37 +496,41 @@ def _render_view(backend, gaussians, one_hot, camera, background, label_alpha, i
 def _unoccluded_pixels(backend, gaussians, instance_ids: np.ndarray, instance: int, camera: Camera, label_alpha: float) -> int:
     """Pixels the labelling rule gives ``instance`` when every other object is removed (the table,
     instance 0, stays: occlusion means occlusion by other objects). Rendered in a crop of the view
-    around the instance's projected Gaussians (3 standard deviations plus the 2D blur)."""
+    around the instance's footprint, with the table's Gaussians whose footprint meets the crop."""
     import torch
 
-    box = _projected_box(gaussians.subset(torch.as_tensor(instance_ids == instance)), camera)
-    if box is None:
+    boxes = _footprints(gaussians, camera)  # (N, 4)
+    own = instance_ids == instance
+    x0, y0 = np.clip(boxes[own, :2].min(axis=0), 0, [camera.width, camera.height]).astype(int)
+    x1, y1 = np.clip(boxes[own, 2:].max(axis=0), 0, [camera.width, camera.height]).astype(int)
+    if x1 <= x0 or y1 <= y0:
         return 0
-    x0, y0, x1, y1 = box
-    crop = Camera(camera.camera_to_world, camera.fx, camera.fy, camera.cx - x0, camera.cy - y0, x1 - x0, y1 - y0)
-    keep = (instance_ids == instance) | (instance_ids == TABLE_INSTANCE)
-    own = torch.as_tensor(instance_ids[keep] == instance, dtype=torch.float32)[:, None]  # (N_kept, 1)
-    rendered = backend.render(gaussians.subset(torch.as_tensor(keep)), own, crop)
+    meets_crop = (boxes[:, 0] < x1) & (boxes[:, 2] > x0) & (boxes[:, 1] < y1) & (boxes[:, 3] > y0)
+    keep = own | ((instance_ids == TABLE_INSTANCE) & meets_crop)
+    crop = Camera(camera.camera_to_world, camera.fx, camera.fy, camera.cx - x0, camera.cy - y0, int(x1 - x0), int(y1 - y0))
+    indicator = torch.as_tensor(own[keep], dtype=torch.float32)[:, None]  # (N_kept, 1)
+    rendered = backend.render(gaussians.subset(torch.as_tensor(keep)), indicator, crop)
     alpha, weight = rendered.alpha.numpy(), rendered.features.numpy()[..., 0]
     return int(((alpha >= label_alpha) & (weight >= alpha - weight)).sum())
 
 
-def _projected_box(gaussians, camera: Camera) -> tuple[int, int, int, int] | None:
-    """Pixel box (x0, y0, x1, y1) holding every Gaussian's footprint, the whole image when one is
-    behind the camera, None when the box misses the image."""
+def _footprints(gaussians, camera: Camera) -> np.ndarray:
+    """(N, 4) conservative pixel boxes (x0, y0, x1, y1) outside which a Gaussian's opacity is below
+    the renderers' 1/255 cut-off: 3.5 standard deviations of its 2D footprint (the off-axis
+    stretch of the projection and the 0.3 px^2 blur included), plus one pixel. A Gaussian too
+    near or behind the camera gets the whole image."""
     means = gaussians.means.numpy().astype(np.float64)
     view = camera.world_to_camera
     points = means @ view[:3, :3].T + view[:3, 3]
-    if np.any(points[:, 2] <= 0.05):
-        return 0, 0, camera.width, camera.height
-    radius = 3.0 * gaussians.scales.numpy().max(axis=1) * max(camera.fx, camera.fy) / points[:, 2] + 3.0
-    us = camera.fx * points[:, 0] / points[:, 2] + camera.cx
-    vs = camera.fy * points[:, 1] / points[:, 2] + camera.cy
-    x0 = int(np.clip(np.floor((us - radius).min()), 0, camera.width))
-    x1 = int(np.clip(np.ceil((us + radius).max()), 0, camera.width))
-    y0 = int(np.clip(np.floor((vs - radius).min()), 0, camera.height))
-    y1 = int(np.clip(np.ceil((vs + radius).max()), 0, camera.height))
-    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+    depth = np.maximum(points[:, 2], 1e-6)
+    sigma = gaussians.scales.numpy().max(axis=1) * max(camera.fx, camera.fy) / depth
+    stretch = 1.0 + np.abs(points[:, 0] / depth) + np.abs(points[:, 1] / depth)
+    radius = 3.5 * (sigma * stretch + math.sqrt(0.3)) + 1.0
+    us = camera.fx * points[:, 0] / depth + camera.cx
+    vs = camera.fy * points[:, 1] / depth + camera.cy
+    boxes = np.stack([np.floor(us - radius), np.floor(vs - radius), np.ceil(us + radius), np.ceil(vs + radius)], 1)
+    boxes[points[:, 2] <= 0.05] = [0, 0, camera.width, camera.height]
+    return boxes
 
 
 def _visibility(instance_map: np.ndarray, unoccluded: list[int]) -> list[dict]:
