@@ -93,8 +93,9 @@ def test_layout_and_keys(world, tables):
     assert [p.name for p in points.properties] == ["x", "y", "z", "red", "green", "blue"]
     gaussians = PlyData.read(str(world / meta["gaussians_file_path"]))["vertex"]
     names = [p.name for p in gaussians.properties]
-    expected = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2", "opacity"]
+    expected = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2", *(f"f_rest_{i}" for i in range(45)), "opacity"]
     assert names == expected + [f"scale_{i}" for i in range(3)] + [f"rot_{i}" for i in range(4)]
+    assert np.all(gaussians.data["f_rest_44"] == 0) and np.all(np.abs(gaussians.data["f_dc_0"]) > 0)
     assert len(gaussians.data) == json.loads((world / "world.json").read_text())["gaussians"]
     assert np.allclose(gaussians.data["opacity"], np.log(0.95 / 0.05), atol=1e-5)
 
@@ -113,6 +114,31 @@ def test_layout_and_keys(world, tables):
         assert x1 == polygon[:, 0].min() and y2 == polygon[:, 1].max() and x1 < x2 and y1 < y2
     visibility = json.loads((world / "visibility.json").read_text())["frames"]
     assert sorted(visibility) == sorted(Path(p).stem for p in paths)
+
+
+def test_gaussians_ply_renders_the_images(world, frames):
+    """The .ply read back in the standard 3DGS layout, rendered from a view's pose, gives its image."""
+    import torch
+    from plyfile import PlyData
+
+    from cclgs_core.gaussians import Gaussians
+
+    data = PlyData.read(str(world / "gaussians.ply"))["vertex"].data
+    column = lambda *names: torch.as_tensor(np.stack([data[n] for n in names], 1))  # noqa: E731
+    rest = column(*(f"f_rest_{i}" for i in range(45))).reshape(-1, 3, 15).transpose(1, 2)  # channel-major
+    gaussians = Gaussians(
+        means=column("x", "y", "z"),
+        quats=column("rot_0", "rot_1", "rot_2", "rot_3"),
+        log_scales=column("scale_0", "scale_1", "scale_2"),
+        opacity_logits=torch.as_tensor(data["opacity"].copy()),
+        sh=torch.cat([column("f_dc_0", "f_dc_1", "f_dc_2")[:, None], rest], dim=1),
+    )
+    frame = frames[0]
+    backend = get_registry().create("field_backend", "reference")
+    with torch.no_grad():
+        rendered = backend.render(gaussians, gaussians.colors(frame.camera), frame.camera)
+    rgb = rendered.features.numpy() + (1.0 - rendered.alpha.numpy()[..., None])  # white background
+    assert np.abs(np.clip(rgb, 0, 1) * 255 - frame.load_image()).max() <= 1.0
 
 
 def test_cameras_and_depth_agree_with_the_scene(frames):

@@ -65,7 +65,7 @@ def load_world_tables(root: Path) -> WorldTables:
         raise DataError(f"{classes_path}: class ids must be 0..{len(entries) - 1}; regenerate it with `cclgs synth`")
     try:
         frames = json.loads(visibility_path.read_text())["frames"]
-        occlusion = {key: {int(e["instance"]): float(e["occlusion"]) for e in entries_} for key, entries_ in frames.items()}
+        occlusion = {key: {int(e["instance"]): float(e["occlusion"]) for e in listed} for key, listed in frames.items()}
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise DataError(f"{visibility_path} is missing or malformed ({error}); regenerate the world with `cclgs synth`") from None
     return WorldTables(root, names, queries, instance_class, occlusion)
