@@ -13,7 +13,7 @@ from PIL import Image
 from cclgs_core.errors import ConfigError, DataError
 from cclgs_core.registry import get_registry
 from cclgs_core.types import Camera, Frame, SegmentMap
-from cclgs_synthetic._io import read_label_map, write_label_map
+from cclgs_core.labelmaps import read_label_map, write_label_map
 from cclgs_synthetic.lerf_labels import rasterize_polygon
 from cclgs_synthetic.masks import SyntheticMaskGenerator
 from cclgs_synthetic.vlm import SimulatedFeatureExtractor

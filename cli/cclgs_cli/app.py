@@ -9,6 +9,8 @@ from typing import Optional
 
 import typer
 
+from cclgs_cli.synth import synth
+
 app = typer.Typer(
     name="cclgs",
     help="3D language fields on Gaussian splats (CCL-LGS): preprocess, train, query, evaluate.",
@@ -18,6 +20,7 @@ app = typer.Typer(
 )
 plugins_app = typer.Typer(help="List installed plugins, or check one against its contract suite.")
 app.add_typer(plugins_app, name="plugins")
+app.command("synth")(synth)
 
 
 class _State:

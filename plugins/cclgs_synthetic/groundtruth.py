@@ -16,7 +16,7 @@ import numpy as np
 
 from cclgs_core.errors import DataError
 from cclgs_core.types import Frame
-from cclgs_synthetic._io import read_label_map
+from cclgs_core.labelmaps import read_label_map
 
 
 @dataclass(frozen=True)

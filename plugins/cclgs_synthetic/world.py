@@ -44,9 +44,11 @@ from typing import Callable, Literal
 
 import numpy as np
 
+from cclgs_core.cameras import look_at
 from cclgs_core.errors import ConfigError
+from cclgs_core.labelmaps import write_label_map
+from cclgs_core.ply import write_gaussians, write_points
 from cclgs_core.types import Camera
-from cclgs_synthetic import _io
 from cclgs_synthetic.lerf_labels import isat_labels
 from cclgs_synthetic.seeding import derived_rng
 from cclgs_synthetic.shapes import (
@@ -167,9 +169,9 @@ def generate_world(
             ]
         class_map = np.where(maps["instance"] >= 0, instance_class[np.maximum(maps["instance"], 0)], -1)
         _save_rgb(staging / "images" / f"{stem}.png", maps["rgb"])
-        _io.write_label_map(staging / "ground_truth/class" / f"{stem}.png", class_map)
-        _io.write_label_map(staging / "ground_truth/instance" / f"{stem}.png", maps["instance"])
-        _io.write_label_map(staging / "ground_truth/part" / f"{stem}.png", maps["part"])
+        write_label_map(staging / "ground_truth/class" / f"{stem}.png", class_map)
+        write_label_map(staging / "ground_truth/instance" / f"{stem}.png", maps["instance"])
+        write_label_map(staging / "ground_truth/part" / f"{stem}.png", maps["part"])
         np.save(staging / "ground_truth/depth" / f"{stem}.npy", maps["depth"])
         visibility[stem] = _visibility(maps["instance"], unoccluded)
         (test if index in test_indices else train).append(f"images/{stem}.png")
@@ -191,9 +193,9 @@ def generate_world(
         if progress is not None:
             progress(index + 1, len(views))
 
-    _io.write_gaussians_ply(staging / "gaussians.ply", gaussians)
+    write_gaussians(staging / "gaussians.ply", gaussians)
     points, point_colors = _sparse_points(assembly, sparse_points, seed)
-    _io.write_points_ply(staging / "sparse_points.ply", points, point_colors)
+    write_points(staging / "sparse_points.ply", points, point_colors)
     _write_json(
         staging / "transforms.json",
         {
@@ -424,16 +426,6 @@ def _sparse_points(assembly: _Assembly, count: int, seed: int) -> tuple[np.ndarr
 # -- cameras -------------------------------------------------------------------------------------
 
 
-def _look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """(4, 4) OpenCV camera-to-world of a camera at ``eye`` looking at ``target``, world z up."""
-    forward = (target - eye) / np.linalg.norm(target - eye)
-    right = np.cross(forward, [0.0, 0.0, 1.0])
-    right /= np.linalg.norm(right)
-    matrix = np.eye(4)
-    matrix[:3, 0], matrix[:3, 1], matrix[:3, 2], matrix[:3, 3] = right, np.cross(forward, right), forward, eye
-    return matrix
-
-
 def _camera_poses(kind: str, count: int, seed: int) -> list[np.ndarray]:
     """``count`` OpenCV camera-to-world matrices looking at the table, in path order.
 
@@ -454,7 +446,7 @@ def _camera_poses(kind: str, count: int, seed: int) -> list[np.ndarray]:
     eyes = LOOK_AT + CAMERA_DISTANCE * np.stack(
         [np.cos(elevations) * np.cos(azimuths), np.cos(elevations) * np.sin(azimuths), np.sin(elevations)], 1
     )
-    return [_look_at(eye, LOOK_AT) for eye in eyes]
+    return [look_at(eye, LOOK_AT) for eye in eyes]
 
 
 def _spread(count: int, total: int) -> list[int]:
