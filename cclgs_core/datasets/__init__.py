@@ -1,0 +1,58 @@
+"""Scene readers: nerfstudio ``transforms.json``, COLMAP ``sparse/0`` and the LERF-OVS layout.
+
+``load_scene`` detects the format. ``Scene.points_path`` is a ``.ply`` (nerfstudio) or a COLMAP
+``points3D.bin``/``.txt``; read either with ``load_points``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cclgs_core.datasets.colmap import find_model, load_colmap, read_colmap_points
+from cclgs_core.datasets.lerf_ovs import default_label_dir, load_lerf_ovs
+from cclgs_core.datasets.nerfstudio import load_nerfstudio
+from cclgs_core.errors import DataError
+from cclgs_core.types import Scene
+
+__all__ = ["load_scene", "load_points"]
+
+
+def load_scene(path: Path, downscale: int = 1) -> Scene:
+    """Read the scene at ``path``; cameras are scaled by 1/``downscale`` and images resized on load.
+
+    Formats, tried in order: ``path`` is a ``*.json`` or a folder with ``transforms.json``
+    (nerfstudio); a folder with ``sparse/0`` (or ``sparse``) and a LERF-OVS label folder
+    ``../label/<name>`` (LERF-OVS); a folder with ``sparse/0`` (or ``sparse``) (COLMAP).
+    """
+    path = Path(path)
+    if path.is_file() and path.suffix == ".json":
+        return load_nerfstudio(path, downscale)
+    if not path.is_dir():
+        raise DataError(f"{path}: no such scene file or folder")
+    if (path / "transforms.json").is_file():
+        return load_nerfstudio(path, downscale)
+    if find_model(path) is not None:
+        if default_label_dir(path).is_dir():
+            return load_lerf_ovs(path, downscale=downscale)
+        return load_colmap(path, downscale)
+    raise DataError(
+        f"{path}: not a scene folder; looked for {path / 'transforms.json'} (nerfstudio) and a COLMAP model "
+        f"in {path / 'sparse' / '0'} or {path / 'sparse'} (cameras.bin/.txt, images.bin/.txt)"
+    )
+
+
+def load_points(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
+    """The scene's sparse points: (P, 3) float32 positions and (P, 3) uint8 colours."""
+    from cclgs_core.ply import read_points
+
+    path = scene.points_path
+    if path is None:
+        raise DataError(
+            f"{scene.root}: the scene has no sparse points (no ply_file_path in transforms.json, or an empty or "
+            "missing COLMAP points3D); add a point cloud or initialise the Gaussians another way"
+        )
+    if path.suffix == ".ply":
+        return read_points(path)
+    return read_colmap_points(path)
