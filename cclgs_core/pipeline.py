@@ -294,3 +294,60 @@ def prepare_field_targets(
         )
     compressors = {level: levels[level].compressor for level in LEVELS}
     return PreparedRun(preprocessed.frames, compressors, views, preprocessed)
+
+
+@dataclass
+class TrainResult:
+    field_path: Path
+    log: "TrainingLog"  # noqa: F821 - cclgs_core.field_training.TrainingLog
+    gaussians_path: Path
+
+
+def run_training(
+    scene: Scene,
+    config: RunConfig,
+    run_dir: Path,
+    gaussians_path: Path | None = None,
+    registry: PluginRegistry | None = None,
+    progress: Progress = _no_progress,
+) -> TrainResult:
+    """Preprocess (cached), then train the semantic field on the scene's frozen Gaussians and save it."""
+    from cclgs_core.errors import DataError
+    from cclgs_core.field_io import save_field
+    from cclgs_core.field_training import train_field
+    from cclgs_core.ply import read_gaussians
+
+    registry = registry or get_registry()
+    gaussians_path = gaussians_path or scene.gaussians_path
+    if gaussians_path is None:
+        raise DataError(
+            f"{scene.root} names no Gaussians; pass --gaussians PATH.ply (a 3DGS .ply) or fit them first with `cclgs fit`"
+        )
+    gaussians = read_gaussians(gaussians_path)
+    prepared = prepare_field_targets(scene, config, run_dir, registry, progress)
+    backend = StageComponent(config, "field_backend", registry)
+    settings = config.train
+    field_dir = Path(run_dir) / "field"
+    field, log = train_field(
+        gaussians,
+        prepared.views,
+        prepared.compressors,
+        backend.instance,
+        iterations=settings.iterations,
+        lr=settings.lr,
+        field_dim=settings.field_dim,
+        pixels_per_step=settings.pixels_per_step,
+        seed=config.seed,
+        checkpoint_path=field_dir / "checkpoint.pt",
+        checkpoint_every=settings.checkpoint_every,
+        progress=progress,
+    )
+    field_path = field_dir / "semantic_field.pt"
+    save_field(
+        field_path,
+        field,
+        StageComponent(config, "compressor", registry).identity,
+        gaussians_path,
+        StageComponent(config, "feature_extractor", registry).identity,
+    )
+    return TrainResult(field_path, log, Path(gaussians_path))

@@ -14,6 +14,7 @@ from cclgs_core.testing import CONTRACTS
 
 BUILTIN_OPTIONS: dict[tuple[str, str], dict] = {
     ("tracker", "none"): {},
+    ("tracker", "reprojection"): {"renderer": "reference"},
 }
 
 #: Built-ins whose suites live elsewhere (field backends: tests/test_backends.py).

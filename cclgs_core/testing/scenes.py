@@ -1,4 +1,4 @@
-"""Tiny scenes written to disk for the contract suites: posed images, nothing else."""
+"""Tiny scenes written to disk for the contract suites: posed images plus a small Gaussian blob."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from cclgs_core.cameras import orbit_poses
+from cclgs_core.gaussians import Gaussians
 from cclgs_core.types import Camera, Frame, Scene
 
 
@@ -22,9 +23,29 @@ def tiny_image(index: int, height: int = 40, width: int = 48) -> np.ndarray:
     return image.clip(0, 255).astype(np.uint8)
 
 
+def tiny_gaussians(count: int = 200, seed: int = 0) -> Gaussians:
+    """``count`` small Gaussians in a unit ball around the origin, where the tiny scene's cameras look."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    directions = torch.randn(count, 3, generator=generator)
+    means = directions / directions.norm(dim=1, keepdim=True) * torch.rand(count, 1, generator=generator) ** (1 / 3)
+    return Gaussians(
+        means=means,
+        quats=torch.randn(count, 4, generator=generator),
+        log_scales=torch.full((count, 3), -2.5) + 0.3 * torch.randn(count, 3, generator=generator),
+        opacity_logits=torch.full((count,), 2.0),
+        sh=torch.rand(count, 1, 3, generator=generator),
+    )
+
+
 def make_tiny_scene(directory: Path, frames: int = 3, height: int = 40, width: int = 48) -> Scene:
-    """Write ``frames`` PNG images under ``directory/images`` and return the posed Scene."""
+    """Write ``frames`` PNG images under ``directory/images`` and a Gaussians ``.ply``; return the posed Scene.
+
+    The images are drawn, not rendered from the Gaussians: enough for interface contracts only."""
     from PIL import Image
+
+    from cclgs_core.ply import write_gaussians
 
     directory = Path(directory)
     (directory / "images").mkdir(parents=True, exist_ok=True)
@@ -34,4 +55,6 @@ def make_tiny_scene(directory: Path, frames: int = 3, height: int = 40, width: i
         Image.fromarray(tiny_image(index, height, width)).save(path)
         camera = Camera(pose, fx=width * 1.1, fy=width * 1.1, cx=width / 2, cy=height / 2, width=width, height=height)
         result.append(Frame(index=index, name=path.stem, image_path=path, camera=camera))
-    return Scene(root=directory, frames=result)
+    gaussians_path = directory / "gaussians.ply"
+    write_gaussians(gaussians_path, tiny_gaussians())
+    return Scene(root=directory, frames=result, gaussians_path=gaussians_path)

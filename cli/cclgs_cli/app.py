@@ -128,6 +128,31 @@ def preprocess(
     )
 
 
+@app.command("train")
+def train(
+    scene: Path = typer.Argument(..., help="Scene folder (nerfstudio transforms.json, COLMAP sparse/0 or LERF-OVS layout)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML run config."),
+    override: list[str] = typer.Option([], "--set", help="Override as section.key=value, repeatable."),
+    run: Optional[Path] = typer.Option(None, help="Run directory for the cache and results [default: SCENE/cclgs]."),
+    gaussians: Optional[Path] = typer.Option(None, help="3DGS .ply to train on [default: the scene's gaussians_file_path]."),
+    downscale: int = typer.Option(1, help="Divide image resolution by this factor."),
+) -> None:
+    """Train the semantic field on frozen Gaussians (preprocessing runs first where not cached)."""
+    from cclgs_cli.progress import progress_bar
+    from cclgs_core.config import load_config
+    from cclgs_core.datasets import load_scene
+    from cclgs_core.pipeline import run_training
+
+    run_config = load_config(config, override)
+    loaded = load_scene(scene, downscale=downscale)
+    with progress_bar() as progress:
+        result = run_training(loaded, run_config, run or scene / "cclgs", gaussians, progress=progress)
+    final = result.log.accuracy[-1] if result.log.accuracy else {}
+    accuracy = ", ".join(f"{level} {value:.1%}" for level, value in final.items())
+    typer.echo(f"loss {result.log.losses[-1]:.4f}; target accuracy on the last view: {accuracy or 'n/a'}")
+    typer.echo(f"field: {result.field_path} (on {result.gaussians_path})")
+
+
 def main() -> None:
     """Entry point: user errors print one message and exit with code 2 (tracebacks with --debug)."""
     from cclgs_core.errors import CclgsError
