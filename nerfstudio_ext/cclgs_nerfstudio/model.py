@@ -214,7 +214,6 @@ class CclgsModel(SplatfactoModel):
 
         run_config = load_config(self.config.cclgs_config, self.config.cclgs_set)
         registry = get_registry()
-        run_config.validate(registry)
         if prepare_targets:
             from cclgs_core.datasets import load_scene
             from cclgs_core.pipeline import prepare_field_targets
@@ -228,12 +227,32 @@ class CclgsModel(SplatfactoModel):
         else:
             compressors = {level: run_config.create("compressor", registry) for level in LEVELS}
         self.run_config = run_config
-        self.semantic = SemanticField(0, compressors, field_dim=run_config.train.field_dim, seed=run_config.seed).to(self.device)
         self.compressor_states = CompressorStates(compressors)
+        self._build_heads()
         generator = torch.Generator().manual_seed(run_config.seed)
         features = 0.1 * torch.randn(self.num_points, self.semantic.channels, generator=generator)  # (N, C)
         self.gauss_params["semantic_features"] = Parameter(features.to(self.device))
         self.query_text = ViewerText("cclgs query", "", hint="Text query; adds a relevance_<level> output per mask level")
+
+    def _build_heads(self) -> None:
+        """Fresh decoder heads sized by the compressors' current output sizes. The SemanticField's
+        own feature table is empty: the per-Gaussian features live in ``gauss_params``."""
+        train = self.run_config.train
+        compressors = self.compressor_states.compressors
+        self.semantic = SemanticField(0, compressors, field_dim=train.field_dim, seed=self.run_config.seed).to(self.device)
+
+    def load_state_dict(self, state_dict, **kwargs):  # type: ignore[override]
+        """Restore the fitted compressors first, so that heads whose size depends on the fit (a
+        codebook's prototype count) are rebuilt at the checkpoint's size; splatfacto then resizes
+        every ``gauss_params`` entry, the semantic features included, to the checkpoint's N."""
+        compressor_state = state_dict.get("compressor_states._extra_state")
+        if compressor_state is not None:
+            self.compressor_states.set_extra_state(compressor_state)
+            current = self.semantic.state_dict()
+            saved = {key[len("semantic.") :]: value for key, value in state_dict.items() if key.startswith("semantic.")}
+            if any(key in current and current[key].shape != value.shape for key, value in saved.items()):
+                self._build_heads()
+        return super().load_state_dict(state_dict, **kwargs)
 
     @property
     def semantic_features(self) -> torch.Tensor:
