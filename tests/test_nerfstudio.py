@@ -256,19 +256,17 @@ def test_checkpoint_restores_semantic_parameters_after_densification(reloaded):
     assert model.semantic.compressors["sp"].output_size == 3
 
 
-def training_views(pipeline, prepared):
+def training_views(reloaded):
     """(camera, image index, targets) of every training image at full resolution."""
-    from cclgs_nerfstudio.model import views_by_image_index
+    from cclgs_nerfstudio.model import view_targets, views_by_image_index
 
-    datamanager = pipeline.datamanager
-    model = pipeline.model
-    views = views_by_image_index(datamanager.train_dataparser_outputs.image_filenames, prepared.frames, prepared.views, Path("scene"))
+    datamanager = reloaded["pipeline"].datamanager
+    prepared = reloaded["prepared"]
+    image_files = datamanager.train_dataparser_outputs.image_filenames
     cameras = datamanager.train_dataset.cameras
-    for index, view in views.items():
+    for index, view in views_by_image_index(image_files, prepared.frames, prepared.views, reloaded["scene"]).items():
         camera = cameras[index : index + 1]
-        height, width = int(camera.height), int(camera.width)
-        model._views = {index: view}
-        yield camera, index, model.semantic_targets(index, height, width)
+        yield camera, index, view_targets(view, int(camera.height), int(camera.width))
 
 
 @pytest.mark.slow
@@ -279,7 +277,7 @@ def test_trained_semantics_decode_to_the_targets_and_answer_queries(reloaded):
     accuracies, red_relevance, other_relevance = [], [], []
     palette = load_palette_module(reloaded["plugin_dir"])
     datamanager = reloaded["pipeline"].datamanager
-    for camera, index, targets in training_views(reloaded["pipeline"], reloaded["prepared"]):
+    for camera, index, targets in training_views(reloaded):
         outputs = model.get_outputs_for_camera(camera)
         accuracies.append(target_accuracy(model.semantic, outputs["semantic"], targets)["sp"])
         relevance = model.relevance_outputs(outputs["semantic"], "red")["relevance_sp"][..., 0]  # (H, W)
@@ -289,6 +287,28 @@ def test_trained_semantics_decode_to_the_targets_and_answer_queries(reloaded):
         other_relevance.append(relevance[classes > 0])
     assert np.mean(accuracies) > 0.8  # chance is about 1/3: three sp prototypes
     assert torch.cat(red_relevance).mean() > 0.9 > 0.6 > torch.cat(other_relevance).mean()
+
+
+@pytest.mark.slow
+def test_viewer_query_box_adds_relevance_outputs(reloaded):
+    from nerfstudio.viewer.utils import parse_object
+    from nerfstudio.viewer.viewer_elements import ViewerText
+
+    pipeline = reloaded["pipeline"]
+    boxes = [element for _, element in parse_object(pipeline, ViewerText, "Custom Elements")]
+    assert boxes == [pipeline.model.query_text]  # what the viewer puts in its panel
+    camera = pipeline.datamanager.train_dataset.cameras[0:1]
+    assert "relevance_sp" not in pipeline.model.get_outputs_for_camera(camera)
+    pipeline.model.query_text.value = "blue"
+    try:
+        outputs = pipeline.model.get_outputs_for_camera(camera)
+    finally:
+        pipeline.model.query_text.value = ""
+    for level in ("sp", "wp"):
+        relevance = outputs[f"relevance_{level}"]
+        assert relevance.shape == (32, 32, 1)
+        assert float(relevance.min()) >= 0.0 and float(relevance.max()) <= 1.0
+    assert float(outputs["relevance_sp"].max()) > 0.9
 
 
 @pytest.mark.slow
@@ -316,3 +336,41 @@ def test_ns_eval_and_ns_render_run_on_the_trained_run(reloaded, tmp_path):
         ).main()
     frames = sorted((tmp_path / "frames").glob("*.jpg"))
     assert len(frames) >= 10
+
+
+def test_opencv_camera_undoes_the_opengl_axes():
+    from nerfstudio.cameras.cameras import Cameras
+
+    from cclgs_core.cameras import look_at
+    from cclgs_nerfstudio.model import opencv_camera
+
+    pose = look_at(np.array([2.0, -1.0, 1.5]), np.zeros(3))  # (4, 4) OpenCV
+    opengl = torch.tensor(pose @ np.diag([1.0, -1.0, -1.0, 1.0]), dtype=torch.float32)[None, :3]  # (1, 3, 4)
+    cameras = Cameras(camera_to_worlds=opengl, fx=30.0, fy=31.0, cx=16.0, cy=15.0, width=32, height=30)
+    camera = opencv_camera(cameras, cameras.camera_to_worlds)
+    assert np.allclose(camera.camera_to_world, pose, atol=1e-6)
+    assert (camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height) == (30.0, 31.0, 16.0, 15.0, 32, 30)
+
+
+def test_targets_are_resampled_to_the_render_size_and_matched_by_file_name(tmp_path):
+    from cclgs_core.errors import DataError
+    from cclgs_core.field_training import FieldView
+    from cclgs_nerfstudio.model import resample_nearest, view_targets, views_by_image_index
+
+    segments = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [-1, -1, 2, 2], [-1, -1, 2, 2]])  # (4, 4)
+    assert np.array_equal(resample_nearest(segments, 2, 2), [[0, 1], [-1, 2]])
+    assert np.array_equal(resample_nearest(segments, 8, 8)[::2, ::2], segments)
+
+    view = FieldView(camera=None, segments={"sp": segments}, mask_targets={"sp": np.array([5, 6, 7])})
+    valid, values = view_targets(view, 2, 2)["sp"]
+    assert valid.tolist() == [[True, True], [False, True]] and values.tolist() == [5, 6, 7]
+
+    class Frame:
+        def __init__(self, path):
+            self.image_path = Path(path)
+
+    frames = [Frame("scene/images/a.png"), Frame("scene/images/b.png")]
+    matched = views_by_image_index([Path("images_2/b.jpg"), Path("images_2/c.jpg")], frames, ["view a", "view b"], tmp_path)
+    assert matched == {0: "view b"}
+    with pytest.raises(DataError, match="none of nerfstudio's training images"):
+        views_by_image_index([Path("x.png")], frames, ["view a", "view b"], tmp_path)

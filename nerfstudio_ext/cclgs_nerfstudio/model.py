@@ -85,6 +85,15 @@ def resample_nearest(segments: np.ndarray, height: int, width: int) -> np.ndarra
     return segments[rows[:, None], cols[None, :]]
 
 
+def view_targets(view: Any, height: int, width: int) -> dict:
+    """Per-pixel targets of a FieldView at a rendered size: level -> (valid (H, W) bool,
+    (P,) int64 indices or (P, L) latents), the segments resampled to (height, width)."""
+    return {
+        level: pixel_targets(resample_nearest(view.segments[level], height, width), view.mask_targets[level])
+        for level in view.segments
+    }
+
+
 def views_by_image_index(image_filenames: Sequence[Path], frames: Sequence[Any], views: Sequence[Any], scene: Path) -> dict:
     """Training image index -> FieldView of the cclgs frame with the same file name (without suffix).
 
@@ -405,17 +414,11 @@ class CclgsModel(SplatfactoModel):
     # -- losses and metrics ---------------------------------------------------------------------
 
     def semantic_targets(self, image_index: int, height: int, width: int) -> Optional[dict]:
-        """level -> (valid (H, W) bool, (P,) or (P, L) targets) for a training image at the
-        rendered size, or None when the image has no cclgs frame."""
+        """``view_targets`` of a training image on the model's device, or None when the image has no cclgs frame."""
         view = self._views.get(int(image_index))
         if view is None:
             return None
-        targets = {}
-        for level in self.semantic.levels:
-            segments = resample_nearest(view.segments[level], height, width)
-            valid, values = pixel_targets(segments, view.mask_targets[level])
-            targets[level] = (valid.to(self.device), values.to(self.device))
-        return targets
+        return {level: (valid.to(self.device), values.to(self.device)) for level, (valid, values) in view_targets(view, height, width).items()}
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, torch.Tensor]:
         loss_dict = super().get_loss_dict(outputs, batch, metrics_dict)
