@@ -18,7 +18,7 @@ from cclgs_core.registry import get_registry
 MARGIN = 0.7
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """Tiny tensors: extra threads only add contention on a shared machine."""
     threads = torch.get_num_threads()

@@ -15,6 +15,11 @@ from cclgs_core.testing import CONTRACTS
 BUILTIN_OPTIONS: dict[tuple[str, str], dict] = {
     ("tracker", "none"): {},
     ("tracker", "reprojection"): {"renderer": "reference"},
+    ("tracker", "sam2"): {"model_config": "configs/sam2.1/sam2.1_hiera_t.yaml", "allow_random_weights": True, "device": "cpu"},
+    ("feature_extractor", "openclip"): {"allow_random_weights": True, "device": "cpu", "model_name": "ViT-B-32"},
+    ("compressor", "ccl"): {"steps": 60, "num_prototypes": 16},
+    ("compressor", "codebook"): {"steps": 60, "num_prototypes": 16},
+    ("compressor", "autoencoder"): {"steps": 60, "encoder_dims": [16, 3]},
 }
 
 #: Built-ins whose suites live elsewhere (field backends: tests/test_backends.py).
