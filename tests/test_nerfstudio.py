@@ -163,7 +163,10 @@ def nerfstudio_environment(plugin_dir: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    """One CPU training run of ``ns-train ccl-lgs`` (50 iterations, densification every 10 from step 10)."""
+    """One CPU training run of ``ns-train ccl-lgs``: 50 iterations at full resolution, refinement
+    every 10 steps after a warm-up of 10 (gsplat's strategy then pauses until step 21, so the
+    Gaussians are split and pruned at steps 30 and 40), and semantic learning rates raised from
+    1e-3 so that 50 steps suffice to learn the three colours."""
     root = tmp_path_factory.mktemp("ccl_lgs")
     scene = write_blob_scene(root / "scene")
     plugin_dir = make_distribution(root / "plugin", "cclgs-test-palette", {"cclgs_test_palette": PALETTE_PLUGIN}, {"palette": "cclgs_test_palette"})
