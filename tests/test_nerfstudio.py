@@ -161,23 +161,18 @@ def nerfstudio_environment(plugin_dir: Path) -> dict[str, str]:
     return environment
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    """One CPU training run of ``ns-train ccl-lgs``: 50 iterations at full resolution, refinement
-    every 10 steps after a warm-up of 10 (gsplat's strategy then pauses until step 21, so the
-    Gaussians are split and pruned at steps 30 and 40), and semantic learning rates raised from
-    1e-3 so that 50 steps suffice to learn the three colours."""
-    root = tmp_path_factory.mktemp("ccl_lgs")
-    scene = write_blob_scene(root / "scene")
-    plugin_dir = make_distribution(root / "plugin", "cclgs-test-palette", {"cclgs_test_palette": PALETTE_PLUGIN}, {"palette": "cclgs_test_palette"})
-    (root / "run.toml").write_text(RUN_CONFIG)
-    command = [
+def train_command(root: Path, scene: Path, device: str) -> list[str]:
+    """``ns-train ccl-lgs`` on the blob scene: 50 iterations at full resolution, refinement every
+    10 steps after a warm-up of 10 (gsplat's strategy then pauses until step 21, so the Gaussians
+    are split and pruned at steps 30 and 40), and semantic learning rates raised from 1e-3 so
+    that 50 steps suffice to learn the three colours."""
+    return [
         sys.executable, "-m", "nerfstudio.scripts.train", "ccl-lgs",
         "--data", str(scene),
         "--output-dir", str(root / "outputs"),
         "--experiment-name", "blobs",
         "--timestamp", "run",
-        "--machine.device-type", "cpu",
+        "--machine.device-type", device,
         "--max-num-iterations", "50",
         "--steps-per-save", "50",
         "--vis", "tensorboard",
@@ -191,10 +186,37 @@ def trained_run(tmp_path_factory):
         "--optimizers.semantic-features.optimizer.lr", "0.02",
         "--optimizers.semantic-heads.optimizer.lr", "0.01",
     ]
-    result = subprocess.run(command, capture_output=True, text=True, env=nerfstudio_environment(plugin_dir), timeout=600)
+
+
+def run_training(root: Path, device: str) -> dict:
+    """Build the scene, the test plugin and the run config under ``root``, then train."""
+    scene = write_blob_scene(root / "scene")
+    plugin_dir = make_distribution(root / "plugin", "cclgs-test-palette", {"cclgs_test_palette": PALETTE_PLUGIN}, {"palette": "cclgs_test_palette"})
+    (root / "run.toml").write_text(RUN_CONFIG)
+    result = subprocess.run(
+        train_command(root, scene, device), capture_output=True, text=True, env=nerfstudio_environment(plugin_dir), timeout=600
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     config_path = root / "outputs" / "blobs" / "ccl-lgs" / "run" / "config.yml"
     return {"root": root, "scene": scene, "plugin_dir": plugin_dir, "config": config_path, "log": result.stdout + result.stderr}
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """One CPU training run of ``ns-train ccl-lgs`` (see ``train_command``)."""
+    return run_training(tmp_path_factory.mktemp("ccl_lgs"), "cpu")
+
+
+@pytest.mark.slow
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_run_renders_with_gsplat_and_keeps_semantics_through_densification(tmp_path):
+    run = run_training(tmp_path, "cuda")
+    saved = torch.load(next((run["config"].parent / "nerfstudio_models").glob("*.ckpt")), map_location="cpu", weights_only=False)
+    state = saved["pipeline"]
+    count = state["_model.gauss_params.means"].shape[0]
+    assert "GSs split" in run["log"]
+    assert state["_model.gauss_params.semantic_features"].shape == (count, 16)
 
 
 def load_palette_module(plugin_dir: Path):
