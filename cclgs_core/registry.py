@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable
 
 import pluggy
 
-from cclgs_core.errors import ConfigError, PluginError
+from cclgs_core.errors import CclgsError, ConfigError, PluginError
 
 ENTRY_POINT_GROUP = "cclgs"
 hookspec = pluggy.HookspecMarker("cclgs")
@@ -242,7 +242,7 @@ class PluginRegistry:
         checked = check_options(component, dict(options or {}))
         try:
             return component.factory(**checked)
-        except (PluginError, ConfigError):
+        except CclgsError:  # already a clear message for the user
             raise
         except Exception as error:
             raise PluginError(

@@ -13,6 +13,14 @@ from cclgs_core.registry import PluginRegistry
 from cclgs_core.testing import CONTRACTS
 
 BUILTIN_OPTIONS: dict[tuple[str, str], dict] = {
+    ("mask_generator", "classical"): {},
+    ("mask_generator", "sam"): {"model_type": "vit_b", "allow_random_weights": True, "device": "cpu", "points_per_side": 4},
+    ("mask_generator", "sam2-auto"): {
+        "model_config": "configs/sam2.1/sam2.1_hiera_t.yaml",
+        "allow_random_weights": True,
+        "device": "cpu",
+        "points_per_side": 4,
+    },
     ("tracker", "none"): {},
     ("tracker", "reprojection"): {"renderer": "reference"},
     ("tracker", "sam2"): {"model_config": "configs/sam2.1/sam2.1_hiera_t.yaml", "allow_random_weights": True, "device": "cpu"},
@@ -40,7 +48,7 @@ def _contract_class(kind: str, name: str, options: dict) -> type:
     return type(
         f"TestContract_{kind}_{name}",
         (CONTRACTS[kind],),
-        {"component": pytest.fixture(component)},
+        {"component": pytest.fixture(component, scope="class")},  # one model per suite
     )
 
 

@@ -16,13 +16,8 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from cclgs_core.errors import DataError, PluginError
 from cclgs_core.types import UNLABELED, Frame, Scene, SegmentMap
-
-CHECKPOINT_HELP = (
-    "download a SAM2.1 checkpoint (e.g. sam2.1_hiera_large.pt from the SAM2 release page) and set "
-    "[tracker] checkpoint = \"PATH\" with the matching model_config"
-)
+from cclgs_sam2.model import build_sam2_model, check_checkpoint, resolve_device
 
 
 def labels_from_propagation(segments: np.ndarray, count: int, propagated: np.ndarray, object_ids: Sequence[int], threshold: float) -> np.ndarray:
@@ -70,22 +65,11 @@ class Sam2Tracker:
         self._predictor = None
 
     def _load(self):
-        if self._predictor is not None:
-            return self._predictor
-        import torch
-        from sam2.build_sam import build_sam2_video_predictor
-
-        if self.checkpoint is None and not self.allow_random_weights:
-            raise PluginError(f"tracker 'sam2' needs a checkpoint: {CHECKPOINT_HELP}")
-        if self.checkpoint is not None and not Path(self.checkpoint).is_file():
-            raise DataError(f"SAM2 checkpoint {self.checkpoint} does not exist: {CHECKPOINT_HELP}")
-        device = ("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device
-        try:
-            self._predictor = build_sam2_video_predictor(
-                self.model_config, str(self.checkpoint) if self.checkpoint else None, device=device
-            )
-        except RuntimeError as error:
-            raise DataError(f"{self.checkpoint} is not a SAM2 checkpoint for {self.model_config}: {error}") from None
+        if self._predictor is None:
+            component = "tracker 'sam2'"
+            checkpoint = check_checkpoint(component, self.checkpoint, self.allow_random_weights)
+            device = resolve_device(component, self.device)
+            self._predictor = build_sam2_model(component, self.model_config, checkpoint, device, video=True)
         return self._predictor
 
     def track(self, scene: Scene, frames: Sequence[Frame], segment_maps: Sequence[SegmentMap]) -> list[np.ndarray]:

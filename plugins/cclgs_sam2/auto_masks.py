@@ -1,0 +1,100 @@
+"""SAM2's image predictor prompted with a uniform point grid; three masks per point become the
+``sp`` and ``wp`` levels through ``cclgs_core.masks`` (DESIGN.md §1 step 1).
+
+Like sam2's own automatic mask generator, this calls the predictor's ``_transforms`` and
+``_predict`` to batch point prompts as tensors; SAM2AutomaticMaskGenerator itself is not used
+because it flattens the three outputs of a point. torch and sam2 are imported on first use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from cclgs_core.errors import ConfigError
+from cclgs_core.masks import MaskSelectionOptions, TwoLevelCollector, point_grid
+from cclgs_core.types import Frame, FrameMasks
+from cclgs_sam2.model import build_sam2_model, check_checkpoint, resolve_device
+
+COMPONENT = "mask generator 'sam2-auto'"
+
+
+class Sam2AutoMaskGenerator:
+    """Two-level masks from SAM2's multimask output on a ``points_per_side`` x ``points_per_side`` grid.
+
+    model_config: a config name shipped with sam2 (``configs/sam2.1/sam2.1_hiera_{t,s,b+,l}.yaml``
+    or ``configs/sam2/...``); checkpoint: the matching ``.pt``. Without a checkpoint the model is
+    only built (random initialisation) when ``allow_random_weights`` is true, for tests and smoke
+    runs. Thresholds as in ``cclgs_core.masks.MaskSelectionOptions``.
+    """
+
+    def __init__(
+        self,
+        checkpoint: Path | None = None,
+        model_config: str = "configs/sam2.1/sam2.1_hiera_l.yaml",
+        allow_random_weights: bool = False,
+        points_per_side: int = 32,
+        points_per_batch: int = 64,
+        device: Literal["auto", "cpu", "cuda"] = "auto",
+        pred_iou_thresh: float = 0.7,
+        stability_score_thresh: float = 0.85,
+        stability_score_offset: float = 1.0,
+        box_nms_thresh: float = 0.7,
+        duplicate_iou_thresh: float = 0.8,
+        min_visible_fraction: float = 0.5,
+        min_region_area: int = 100,
+    ):
+        self.checkpoint = check_checkpoint(COMPONENT, checkpoint, allow_random_weights)
+        if points_per_side < 1 or points_per_batch < 1:
+            raise ConfigError(f"{COMPONENT} options points_per_side and points_per_batch must be at least 1")
+        self.model_config = model_config
+        self.points_per_side = points_per_side
+        self.points_per_batch = points_per_batch
+        self.device = device
+        self.stability_score_offset = stability_score_offset
+        self.selection = MaskSelectionOptions(
+            pred_iou_thresh=pred_iou_thresh,
+            stability_score_thresh=stability_score_thresh,
+            box_nms_thresh=box_nms_thresh,
+            duplicate_iou_thresh=duplicate_iou_thresh,
+            min_visible_fraction=min_visible_fraction,
+            min_region_area=min_region_area,
+        )
+        self._predictor = None
+
+    def _load_predictor(self):
+        """A ``SAM2ImagePredictor`` around the model (built once, on first use)."""
+        if self._predictor is None:
+            from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+            device = resolve_device(COMPONENT, self.device)
+            model = build_sam2_model(COMPONENT, self.model_config, self.checkpoint, device)
+            self._predictor = SAM2ImagePredictor(model)
+        return self._predictor
+
+    def generate(self, image: np.ndarray, frame: Frame) -> FrameMasks:
+        """image: (H, W, 3) uint8 RGB. Returns ``sp`` and ``wp``, each (H, W) segments."""
+        import torch
+
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"frame {frame.name}: expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
+        predictor = self._load_predictor()
+        height, width = image.shape[:2]
+        collector = TwoLevelCollector(
+            height, width, self.selection, predictor.mask_threshold, self.stability_score_offset
+        )
+        points = torch.from_numpy(point_grid(self.points_per_side, height, width)).to(predictor.device)  # (n*n, 2)
+        with torch.inference_mode():
+            predictor.set_image(image)
+            for start in range(0, len(points), self.points_per_batch):
+                batch = points[start : start + self.points_per_batch]
+                coords = predictor._transforms.transform_coords(batch, normalize=True, orig_hw=(height, width))
+                labels = torch.ones(len(batch), 1, dtype=torch.int64, device=batch.device)  # (B, 1) foreground
+                logits, pred_iou, _ = predictor._predict(
+                    coords[:, None, :], labels, multimask_output=True, return_logits=True
+                )
+                collector.add(logits, pred_iou)  # (B, 3, H, W), (B, 3)
+            predictor.reset_predictor()
+        return collector.finish()
