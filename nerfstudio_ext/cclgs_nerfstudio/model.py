@@ -3,8 +3,9 @@
 - Every Gaussian carries ``levels * d_f`` semantic features, stored in ``gauss_params`` as
   "semantic_features" so that densification (duplicate, split, prune) carries them along; the
   per-level decoder heads and losses come from ``cclgs_core.semantic_field.SemanticField``.
-- On CUDA, colour is splatfacto's gsplat rasterisation and the semantic features are rendered by
-  the "gsplat" field backend. On any other device one pass of the configured cclgs field backend
+- On CUDA, colour is splatfacto's gsplat rasterisation (whose screen-space gradients drive
+  densification, as in splatfacto) and the semantic features are rendered by the "gsplat" field
+  backend in a second pass. On any other device one pass of the configured cclgs field backend
   (default "torch") renders colour and semantics together and supplies what gsplat's
   ``DefaultStrategy`` needs to densify (packed 2D means with their gradients, ids and radii).
 - Training adds the compressor's loss (cross-entropy against prototype indices for codebooks,
