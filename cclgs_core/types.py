@@ -170,8 +170,15 @@ class RenderOutput:
     alpha:    (H, W) float32 accumulated opacity in [0, 1].
     depth:    (H, W) float32 expected depth along the optical axis, normalised by alpha
               (0 where alpha is 0).
+    extras:   optional backend-specific tensors; empty unless the backend documents them.
+              Differentiable rasterisers may expose what densification needs, under gsplat's
+              packed names: "means2d" (V, 2) pixel positions of the V drawn Gaussians (a
+              non-leaf tensor of the graph, so ``retain_grad`` gives their screen-space
+              gradients), "gaussian_ids" (V,) int64 their indices in [0, N), "radii" (V,)
+              their screen extent in pixels.
     """
 
     features: "torch.Tensor"  # noqa: F821 - torch is imported lazily by the users
     alpha: "torch.Tensor"  # noqa: F821
     depth: "torch.Tensor"  # noqa: F821
+    extras: dict[str, "torch.Tensor"] = field(default_factory=dict)  # noqa: F821

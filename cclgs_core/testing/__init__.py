@@ -1,4 +1,7 @@
-"""Contract test suites that every plugin, built-in or third-party, runs against itself."""
+"""Contract test suites that every plugin, built-in or third-party, runs against itself.
+
+Field backends: ``cclgs_core.testing.backends.FieldBackendContract``.
+"""
 
 from cclgs_core.testing.contracts import (
     CompressorContract,

@@ -1,0 +1,338 @@
+"""Tiled front-to-back Gaussian compositing in plain torch (runs on the CPU).
+
+The rules are those of ``cclgs_core.reference_render`` (the definition of correct rendering):
+the same projection (``project_gaussians``, identical to gsplat's ``_fully_fused_projection``),
+the same alpha threshold, clamp and early stop. What makes it fast is culling and binning:
+
+1. A Gaussian contributes to a pixel only where ``opacity * exp(-sigma) >= 1/255``, i.e. inside
+   the ellipse ``d^T Q d <= 2 ln(255 opacity)`` (Q the conic). The ellipse's bounding box has
+   half-extents ``sqrt(t * S_xx)`` and ``sqrt(t * S_yy)`` (S = Q^-1 the 2D covariance,
+   t = 2 ln(255 opacity)); each is at most ``sqrt(t * lambda_max(S))``. Gaussians whose box
+   misses the image, behind the near plane, or with opacity < 1/255 are dropped.
+2. Every remaining Gaussian is listed in the tiles (``tile_size`` x ``tile_size`` pixels) its box
+   touches, in depth order.
+3. Tiles are processed in batches of similar Gaussian counts, padded to the batch's largest
+   count; each tile's pixels are blended against its own Gaussians only, with a hand-written
+   backward pass (``_CompositeTiles``) that recomputes nothing heavy and keeps two (B, P, G)
+   tensors per batch.
+
+Shapes: N Gaussians, V of them visible, B tiles in a batch, P = tile_size**2 pixels per tile,
+G Gaussian slots per tile of the batch, C' blended channels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from cclgs_core.reference_render import ALPHA_MAX, ALPHA_MIN, TRANSMITTANCE_MIN, project_gaussians
+from cclgs_core.types import Camera
+
+#: Relative and absolute widening of the culling box, so rounding never drops a contributing pixel.
+_BOX_RELATIVE_MARGIN = 1e-4
+_BOX_PIXEL_MARGIN = 1e-3
+
+
+@dataclass
+class Splats:
+    """The Gaussians one camera sees, sorted front to back.
+
+    ids:         (V,) int64 indices into the N Gaussians
+    means2d:     (V, 2) pixel positions (differentiable)
+    conics:      (V, 3) a, b, c of the inverse 2D covariance [[a, b], [b, c]] (differentiable)
+    depths:      (V,) camera z (differentiable)
+    opacities:   (V,) in [1/255, 1] (differentiable)
+    tile_boxes:  (V, 4) int64 first and last tile column, first and last tile row (inclusive)
+    radii:       (V,) float pixel half-extent of the culling box (larger of x and y)
+    """
+
+    ids: torch.Tensor
+    means2d: torch.Tensor
+    conics: torch.Tensor
+    depths: torch.Tensor
+    opacities: torch.Tensor
+    tile_boxes: torch.Tensor
+    radii: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.ids.shape[0]
+
+
+def project_splats(
+    means: torch.Tensor,
+    quats: torch.Tensor,
+    scales: torch.Tensor,
+    opacities: torch.Tensor,
+    camera: Camera,
+    tile_size: int,
+) -> Splats:
+    """Project and cull. means (N, 3), quats (N, 4) wxyz, scales (N, 3), opacities (N,)."""
+    means2d, conics, depths, valid = project_gaussians(means, quats, scales, camera)
+    with torch.no_grad():
+        a = conics[:, 0, 0].double()
+        b = conics[:, 0, 1].double()
+        c = conics[:, 1, 1].double()
+        opacity = opacities.detach().double()
+        reaches_threshold = opacity * (1 + _BOX_RELATIVE_MARGIN) >= ALPHA_MIN
+        level = 2.0 * torch.log(torch.clamp_min(opacity / ALPHA_MIN, 1.0))  # (N,) t = 2 ln(255 o)
+        level = level * (1 + _BOX_RELATIVE_MARGIN) + _BOX_RELATIVE_MARGIN
+        determinant = torch.where(valid, a * c - b * b, torch.ones_like(a))
+        half_x = torch.sqrt(level * c / determinant) + _BOX_PIXEL_MARGIN
+        half_y = torch.sqrt(level * a / determinant) + _BOX_PIXEL_MARGIN
+        centre_x = means2d[:, 0].detach().double()
+        centre_y = means2d[:, 1].detach().double()
+        # pixel i (centre i + 0.5) is inside when |i + 0.5 - centre| <= half extent
+        first_x = torch.ceil(centre_x - half_x - 0.5)
+        last_x = torch.floor(centre_x + half_x - 0.5)
+        first_y = torch.ceil(centre_y - half_y - 0.5)
+        last_y = torch.floor(centre_y + half_y - 0.5)
+        keep = (
+            valid
+            & reaches_threshold
+            & (last_x >= 0)
+            & (first_x <= camera.width - 1)
+            & (last_y >= 0)
+            & (first_y <= camera.height - 1)
+            & (first_x <= last_x)
+            & (first_y <= last_y)
+        )
+        kept = torch.nonzero(keep).squeeze(1)
+        kept = kept[torch.argsort(depths.detach()[kept])]
+        boxes = torch.stack(
+            [
+                first_x[kept].clamp(0, camera.width - 1),
+                last_x[kept].clamp(0, camera.width - 1),
+                first_y[kept].clamp(0, camera.height - 1),
+                last_y[kept].clamp(0, camera.height - 1),
+            ],
+            dim=1,
+        ).long() // tile_size
+        radii = torch.maximum(half_x[kept], half_y[kept]).to(means.dtype)
+    return Splats(
+        ids=kept,
+        means2d=means2d[kept],
+        conics=torch.stack([conics[kept, 0, 0], conics[kept, 0, 1], conics[kept, 1, 1]], dim=1),
+        depths=depths[kept],
+        opacities=opacities[kept],
+        tile_boxes=boxes,
+        radii=radii,
+    )
+
+
+@dataclass
+class TileBatch:
+    """Tiles blended together.
+
+    tiles:   (B,) int64 tile index (row-major over the tile grid)
+    slots:   (B, G) int64 rank of each tile's Gaussians in the Splats (front to back); padding
+             slots hold V, the index of an all-zero padding row
+    pixels:  (B, P, 2) pixel centres (x + 0.5, y + 0.5)
+    """
+
+    tiles: torch.Tensor
+    slots: torch.Tensor
+    pixels: torch.Tensor
+
+
+def tile_batches(splats: Splats, camera: Camera, tile_size: int, max_elements: int) -> Iterator[TileBatch]:
+    """Group the non-empty tiles into batches of at most ``max_elements`` = B * P * G (one tile
+    may exceed it alone). Batches hold tiles of similar Gaussian counts, largest first."""
+    device = splats.ids.device
+    tiles_x = math.ceil(camera.width / tile_size)
+    tiles_y = math.ceil(camera.height / tile_size)
+    count = len(splats)
+    boxes = splats.tile_boxes
+    widths = boxes[:, 1] - boxes[:, 0] + 1
+    heights = boxes[:, 3] - boxes[:, 2] + 1
+    per_splat = widths * heights  # (V,) tiles each Gaussian touches
+    rank = torch.repeat_interleave(torch.arange(count, device=device), per_splat)  # (E,)
+    first_pair = torch.cumsum(per_splat, 0) - per_splat
+    local = torch.arange(rank.shape[0], device=device) - first_pair[rank]
+    column = boxes[rank, 0] + local % widths[rank]
+    row = boxes[rank, 2] + local // widths[rank]
+    tile = row * tiles_x + column  # (E,)
+    # ranks are ascending already, so a stable sort by tile keeps each tile's depth order
+    tile, order = torch.sort(tile, stable=True)
+    rank = rank[order]
+    per_tile = torch.bincount(tile, minlength=tiles_x * tiles_y)  # (tiles,)
+    tile_start = torch.cumsum(per_tile, 0) - per_tile
+    busy = torch.nonzero(per_tile).squeeze(1)
+    busy = busy[torch.argsort(per_tile[busy], descending=True)]
+    busy_counts = per_tile[busy].tolist()
+
+    pixels_per_tile = tile_size * tile_size
+    local_y, local_x = torch.meshgrid(
+        torch.arange(tile_size, device=device), torch.arange(tile_size, device=device), indexing="ij"
+    )
+    local_xy = torch.stack([local_x.reshape(-1), local_y.reshape(-1)], dim=-1)  # (P, 2)
+    padding_rank = torch.full((1,), count, device=device, dtype=torch.long)
+    start = 0
+    while start < len(busy_counts):
+        slots_in_batch = busy_counts[start]
+        tiles_in_batch = max(1, max_elements // (pixels_per_tile * slots_in_batch))
+        stop = min(len(busy_counts), start + tiles_in_batch)
+        tiles = busy[start:stop]
+        slot = torch.arange(slots_in_batch, device=device)
+        filled = slot[None, :] < per_tile[tiles][:, None]  # (B, G)
+        position = (tile_start[tiles][:, None] + slot[None, :]).clamp_max(max(rank.shape[0] - 1, 0))
+        slots = torch.where(filled, rank[position], padding_rank)
+        origin = torch.stack([tiles % tiles_x, tiles // tiles_x], dim=-1) * tile_size  # (B, 2)
+        pixels = (origin[:, None, :] + local_xy[None]).to(splats.means2d.dtype) + 0.5
+        yield TileBatch(tiles=tiles, slots=slots, pixels=pixels)
+        start = stop
+
+
+def blend_weights(
+    pixels: torch.Tensor, means2d: torch.Tensor, conics: torch.Tensor, opacities: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Alphas and transmittances of each tile's pixels against its Gaussians, front to back.
+
+    pixels (B, P, 2), means2d (B, G, 2), conics (B, G, 3), opacities (B, G).
+    Returns alpha (B, P, G), 0 where below 1/255, and transmittance (B, P, G) before each
+    Gaussian, 0 from the Gaussian that would bring it to TRANSMITTANCE_MIN or below; the
+    blending weight is their product.
+    """
+    dx = pixels[:, :, None, 0] - means2d[:, None, :, 0]  # (B, P, G)
+    dy = pixels[:, :, None, 1] - means2d[:, None, :, 1]
+    half_a, b, half_c = 0.5 * conics[:, None, :, 0], conics[:, None, :, 1], 0.5 * conics[:, None, :, 2]
+    sigma = dx * torch.addcmul(b * dy, half_a, dx)
+    sigma = torch.addcmul(sigma, half_c * dy, dy)  # 0.5 a dx^2 + b dx dy + 0.5 c dy^2
+    inside = sigma >= 0
+    alpha = torch.exp_(sigma.neg_()).mul_(opacities[:, None, :]).clamp_max_(ALPHA_MAX)  # reuses sigma's memory
+    alpha = alpha.mul_(inside & (alpha >= ALPHA_MIN))
+    after = torch.cumprod(1.0 - alpha, dim=2)
+    before = torch.cat([torch.ones_like(after[:, :, :1]), after[:, :, :-1]], dim=2)
+    return alpha, before.mul_(after > TRANSMITTANCE_MIN)
+
+
+#: Columns of the per-Gaussian table blended by ``_CompositeTiles``: x, y, conic a, b, c, opacity, values.
+_GEOMETRY_COLUMNS = 6
+
+
+class _CompositeTiles(torch.autograd.Function):
+    """out (B, P, C') = sum over G of alpha * transmittance * values, with an analytic backward.
+
+    Inputs: table (V + 1, 6 + C') rows [x, y, a, b, c, opacity, values] (the last row all zero,
+    for padding), slots (B, G) row of each tile's Gaussians, pixels (B, P, 2).
+
+    For weights w_i = alpha_i T_i and a pixel gradient g: dL/dv_i = w_i g,
+    dL/dalpha_i = T_i (g . v_i) - (sum_{k>i} w_k g . v_k) / (1 - alpha_i); entries that are
+    thresholded, clamped or past the early stop get no gradient (as with autograd on the
+    reference). alpha = opacity exp(-sigma) then gives the opacity, mean and conic gradients.
+    """
+
+    @staticmethod
+    def forward(ctx, table, slots, pixels):  # noqa: D102 - see class
+        rows = table[slots]  # (B, G, 6 + C')
+        alpha, before = blend_weights(pixels, rows[..., 0:2], rows[..., 2:5], rows[..., 5])
+        values = rows[..., _GEOMETRY_COLUMNS:]
+        ctx.save_for_backward(table, slots, pixels, alpha, before)
+        return torch.bmm(alpha * before, values)
+
+    @staticmethod
+    def backward(ctx, grad_out):  # noqa: D102 - see class
+        table, slots, pixels, alpha, before = ctx.saved_tensors
+        rows = table[slots]
+        values = rows[..., _GEOMETRY_COLUMNS:]
+        weights = alpha * before  # (B, P, G)
+        grad_values = torch.bmm(weights.transpose(1, 2), grad_out)  # (B, G, C')
+        projected = torch.bmm(grad_out, values.transpose(1, 2))  # (B, P, G) g . v_i
+        weighted = weights * projected
+        behind = weighted.sum(dim=2, keepdim=True) - torch.cumsum(weighted, dim=2)
+        grad_alpha = before * projected - behind / (1.0 - alpha)
+        live = (before > 0) & (alpha > 0) & (alpha < ALPHA_MAX)
+        grad_sigma = grad_alpha.mul_(alpha).mul_(live).neg_()  # (B, P, G)
+        grad_opacities = -grad_sigma.sum(dim=1) / rows[..., 5].clamp_min(ALPHA_MIN / 2)
+        dx = pixels[:, :, None, 0] - rows[:, None, :, 0]
+        dy = pixels[:, :, None, 1] - rows[:, None, :, 1]
+        a, b, c = rows[:, None, :, 2], rows[:, None, :, 3], rows[:, None, :, 4]
+        sigma_dx = grad_sigma * dx
+        sigma_dy = grad_sigma.mul_(dy)
+        grad_rows = torch.cat(
+            [
+                -torch.addcmul(b * sigma_dy, a, sigma_dx).sum(1)[..., None],
+                -torch.addcmul(b * sigma_dx, c, sigma_dy).sum(1)[..., None],
+                0.5 * (sigma_dx * dx).sum(1)[..., None],
+                (sigma_dx * dy).sum(1)[..., None],
+                0.5 * (sigma_dy * dy).sum(1)[..., None],
+                grad_opacities[..., None],
+                grad_values,
+            ],
+            dim=-1,
+        )  # (B, G, 6 + C')
+        grad_table = torch.zeros_like(table).index_add_(0, slots.reshape(-1), grad_rows.reshape(-1, table.shape[1]))
+        return grad_table, None, None
+
+
+def composite(splats: Splats, values: torch.Tensor, camera: Camera, tile_size: int, max_elements: int) -> torch.Tensor:
+    """Blend per-Gaussian values into an image.
+
+    values: (V, C') aligned with ``splats`` (front to back). Returns (H, W, C').
+    """
+    height, width = camera.height, camera.width
+    channels = values.shape[1]
+    tiles_x = math.ceil(width / tile_size)
+    tiles_y = math.ceil(height / tile_size)
+    pixels_per_tile = tile_size * tile_size
+    table = torch.cat(
+        [splats.means2d, splats.conics, splats.opacities[:, None], values.to(splats.means2d.dtype)], dim=1
+    )  # (V, 6 + C')
+    table = torch.cat([table, table.new_zeros(1, table.shape[1])])  # padding row
+    tile_ids, tile_outputs = [], []
+    for batch in tile_batches(splats, camera, tile_size, max_elements):
+        tile_outputs.append(_CompositeTiles.apply(table, batch.slots, batch.pixels))
+        tile_ids.append(batch.tiles)
+    if not tile_outputs:  # nothing visible: an empty sum over Gaussians
+        return (values.new_zeros(height * width, 0) @ values[:0]).reshape(height, width, channels)
+    canvas = values.new_zeros(tiles_x * tiles_y, pixels_per_tile, channels)
+    canvas = canvas.index_copy(0, torch.cat(tile_ids), torch.cat(tile_outputs))
+    canvas = canvas.reshape(tiles_y, tiles_x, tile_size, tile_size, channels).permute(0, 2, 1, 3, 4)
+    return canvas.reshape(tiles_y * tile_size, tiles_x * tile_size, channels)[:height, :width]
+
+
+def top_weights(
+    splats: Splats, camera: Camera, tile_size: int, max_elements: int, top_k: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ``top_k`` largest blending weights of every pixel, without gradients.
+
+    Returns indices (H, W, K) int64 into the N Gaussians (0 in unused slots), weights (H, W, K)
+    (0 in unused slots), the exact alpha (H, W) and the exact alpha-normalised depth (H, W).
+    """
+    height, width = camera.height, camera.width
+    device, dtype = splats.means2d.device, splats.means2d.dtype
+    tiles_x = math.ceil(width / tile_size)
+    tiles_y = math.ceil(height / tile_size)
+    pixels_per_tile = tile_size * tile_size
+    tile_count = tiles_x * tiles_y
+    indices = torch.zeros(tile_count, pixels_per_tile, top_k, dtype=torch.long, device=device)
+    weights = torch.zeros(tile_count, pixels_per_tile, top_k, dtype=dtype, device=device)
+    alpha = torch.zeros(tile_count, pixels_per_tile, dtype=dtype, device=device)
+    depth_sum = torch.zeros(tile_count, pixels_per_tile, dtype=dtype, device=device)
+    with torch.no_grad():
+        ids = torch.cat([splats.ids, splats.ids.new_zeros(1)])
+        depths = torch.cat([splats.depths, splats.depths.new_zeros(1)])
+        means2d = torch.cat([splats.means2d, splats.means2d.new_zeros(1, 2)])
+        conics = torch.cat([splats.conics, splats.conics.new_zeros(1, 3)])
+        opacities = torch.cat([splats.opacities, splats.opacities.new_zeros(1)])
+        for batch in tile_batches(splats, camera, tile_size, max_elements):
+            slots = batch.slots
+            batch_alpha, before = blend_weights(batch.pixels, means2d[slots], conics[slots], opacities[slots])
+            blend = batch_alpha * before  # (B, P, G)
+            alpha[batch.tiles] = blend.sum(dim=2)
+            depth_sum[batch.tiles] = torch.bmm(blend, depths[slots][:, :, None]).squeeze(2)
+            kept = min(top_k, blend.shape[2])
+            top, position = torch.topk(blend, kept, dim=2)  # (B, P, k)
+            weights[batch.tiles, :, :kept] = top
+            slot_ids = torch.gather(slots[:, None, :].expand(-1, pixels_per_tile, -1), 2, position)
+            indices[batch.tiles, :, :kept] = torch.where(top > 0, ids[slot_ids], torch.zeros_like(slot_ids))
+
+    def image(tiles: torch.Tensor) -> torch.Tensor:
+        shaped = tiles.reshape(tiles_y, tiles_x, tile_size, tile_size, *tiles.shape[2:]).transpose(1, 2)
+        return shaped.reshape(tiles_y * tile_size, tiles_x * tile_size, *tiles.shape[2:])[:height, :width]
+
+    alpha_image = image(alpha)
+    depth = torch.where(alpha_image > 0, image(depth_sum) / alpha_image.clamp_min(1e-12), torch.zeros_like(alpha_image))
+    return image(indices), image(weights), alpha_image, depth
