@@ -37,28 +37,48 @@ BUILTIN_OPTIONS: dict[tuple[str, str], dict] = {
     ("compressor", "autoencoder"): {"steps": 60, "encoder_dims": [16, 3]},
 }
 
+#: Built-ins that need ground truth run on a small synthetic world instead of the tiny scene.
+SYNTHETIC_SCENE = {("mask_generator", "synthetic"): {}, ("feature_extractor", "simulated"): {}}
+
 #: Built-ins whose suites live elsewhere (field backends: tests/test_backends.py).
-COVERED_ELSEWHERE = {("field_backend", "reference")}
+COVERED_ELSEWHERE = {("field_backend", name) for name in ("reference", "torch", "cached", "gsplat")}
 
 _registry = PluginRegistry()
 
 
 def test_every_builtin_has_a_contract_run():
     builtins = {(c.kind, c.name) for c in _registry.components() if c.plugin.distribution == "cclgs"}
-    assert builtins - COVERED_ELSEWHERE <= set(BUILTIN_OPTIONS), "add the new built-in to BUILTIN_OPTIONS"
+    runs = set(BUILTIN_OPTIONS) | set(SYNTHETIC_SCENE)
+    assert builtins - COVERED_ELSEWHERE <= runs, "add the new built-in to BUILTIN_OPTIONS"
 
 
-def _contract_class(kind: str, name: str, options: dict) -> type:
-    def component(self):
-        return _registry.create(kind, name, options)
+@pytest.fixture(scope="module")
+def synthetic_world(tmp_path_factory):
+    from cclgs_core.datasets import load_scene
+    from cclgs_synthetic.world import generate_world
 
-    return type(
-        f"TestContract_{kind}_{name}",
-        (CONTRACTS[kind],),
-        {"component": pytest.fixture(component, scope="class")},  # one model per suite
+    out = generate_world(
+        tmp_path_factory.mktemp("world") / "world", objects=3, width=40, height=40, train_views=3, test_views=1, renderer="torch"
     )
+    return load_scene(out)
 
 
-for (_kind, _name), _options in BUILTIN_OPTIONS.items():
-    _cls = _contract_class(_kind, _name, _options)
-    globals()[_cls.__name__] = _cls
+_instances: dict[tuple[str, str], object] = {}
+
+
+def _contract_class(kind: str, name: str, options: dict, on_synthetic_world: bool) -> type:
+    def component(self):
+        if (kind, name) not in _instances:  # one model per suite: building some takes seconds
+            _instances[kind, name] = _registry.create(kind, name, options)
+        return _instances[kind, name]
+
+    members = {"component": pytest.fixture(component)}
+    if on_synthetic_world:
+        members["scene"] = pytest.fixture(lambda self, synthetic_world: synthetic_world)
+    return type(f"TestContract_{kind}_{name}", (CONTRACTS[kind],), members)
+
+
+for _runs, _on_world in ((BUILTIN_OPTIONS, False), (SYNTHETIC_SCENE, True)):
+    for (_kind, _name), _options in _runs.items():
+        _cls = _contract_class(_kind, _name, _options, _on_world)
+        globals()[_cls.__name__] = _cls
