@@ -19,7 +19,7 @@ def synth(
     cameras: str = typer.Option("orbit", help="Camera path: 'orbit' or 'hemisphere'."),
     fov_degrees: float = typer.Option(45.0, help="Horizontal field of view in degrees."),
     density: float = typer.Option(800.0, help="Gaussians per unit of surface area."),
-    renderer: str = typer.Option("reference", help="Field backend (as listed by `cclgs plugins`) that renders the views."),
+    renderer: str = typer.Option("torch", help="Field backend (as listed by `cclgs plugins`) that renders the views."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing synthetic world in OUT."),
 ) -> None:
     """Generate a synthetic world: Gaussians of named objects on a table, posed views, RGB, depth,
