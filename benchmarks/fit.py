@@ -15,23 +15,29 @@ images are rendered by the ``torch`` backend (equal to the dense reference to 1e
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
-import platform
-import sys
-import tempfile
-import time
-from pathlib import Path
+import os
 
-import numpy as np
-import torch
+# Threads that sleep instead of spinning while they wait: on a machine shared with other jobs,
+# spinning OpenMP threads slow torch down several times. Must be set before torch starts.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from cclgs_core.gaussians import Gaussians, rgb_to_sh_dc
-from cclgs_core.geometry_fit import FitConfig, evaluate, fit_geometry
-from cclgs_core.registry import get_registry
-from cclgs_core.testing.backends import look_at
-from cclgs_core.types import Camera, Frame, Scene
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from cclgs_core.gaussians import Gaussians, rgb_to_sh_dc  # noqa: E402
+from cclgs_core.geometry_fit import FitConfig, evaluate, fit_geometry  # noqa: E402
+from cclgs_core.registry import get_registry  # noqa: E402
+from cclgs_core.testing.backends import look_at  # noqa: E402
+from cclgs_core.types import Camera, Frame, Scene  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 

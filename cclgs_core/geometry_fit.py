@@ -37,7 +37,7 @@ class FitConfig:
     """Options of ``fit_geometry`` (defaults sized for a 128 x 128 scene on two CPU cores)."""
 
     steps: int = 3000
-    #: Stop early after this many seconds (0: no limit).
+    #: Time budget in seconds: no step starts that would end after it, judging by the last step (0: no limit).
     max_seconds: float = 0.0
     backend: str = "torch"
     backend_options: dict[str, Any] = field(default_factory=dict)
@@ -113,6 +113,7 @@ def fit_geometry(
 
     log: list[dict[str, float]] = []
     order: list[int] = []
+    previous_seconds = 0.0
     start = time.perf_counter()
     for step in range(1, config.steps + 1):
         if not order:
@@ -153,8 +154,9 @@ def fit_geometry(
         log.append(entry)
         if on_step is not None:
             on_step(entry)
-        if config.max_seconds and entry["seconds"] >= config.max_seconds:
-            break
+        if config.max_seconds and 2 * entry["seconds"] - previous_seconds > config.max_seconds:
+            break  # another step as long as this one would exceed the time budget
+        previous_seconds = entry["seconds"]
     with torch.no_grad():
         fitted = gaussians_from_parameters(params, config.sh_degree)
         fitted = Gaussians(*(t.detach().clone() for t in (fitted.means, fitted.quats, fitted.log_scales, fitted.opacity_logits, fitted.sh)))

@@ -24,6 +24,7 @@ G Gaussian slots per tile of the batch, C' blended channels.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -377,3 +378,42 @@ def top_weights(
     alpha_image = image(alpha)
     depth = torch.where(alpha_image > 0, image(depth_sum) / alpha_image.clamp_min(1e-12), torch.zeros_like(alpha_image))
     return image(indices), image(weights), alpha_image, depth
+
+
+def blend_matrices(indices: torch.Tensor, weights: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sparse blending matrices from ``top_weights``' (H, W, K) indices and weights.
+
+    Returns (H * W, N) and its transpose (N, H * W), CSR with int32 indices, holding only the
+    non-zero weights (N = ``count``).
+    """
+    pixels = indices.shape[0] * indices.shape[1]
+    kept = weights.reshape(pixels, -1) > 0
+    rows = torch.nonzero(kept)[:, 0]
+    columns = indices.reshape(pixels, -1)[kept]
+    values = weights.reshape(pixels, -1)[kept]
+
+    def csr(first: torch.Tensor, second: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            matrix = torch.sparse_coo_tensor(
+                torch.stack([first, second]), values, size, check_invariants=True
+            ).coalesce().to_sparse_csr()
+            return torch.sparse_csr_tensor(
+                matrix.crow_indices().int(), matrix.col_indices().int(), matrix.values(), size=size, check_invariants=True
+            )
+
+    return csr(rows, columns, (pixels, count)), csr(columns, rows, (count, pixels))
+
+
+class SparseBlend(torch.autograd.Function):
+    """(P, N) blending matrix @ (N, C) features, differentiable w.r.t. the features through the
+    precomputed transpose (CSR products both ways)."""
+
+    @staticmethod
+    def forward(ctx, features, matrix, transposed):  # noqa: D102 - see class
+        ctx.transposed = transposed
+        return matrix @ features
+
+    @staticmethod
+    def backward(ctx, grad_out):  # noqa: D102 - see class
+        return ctx.transposed @ grad_out.contiguous(), None, None
