@@ -90,7 +90,9 @@ def peak_memory_mb(name: str, count: int, resolution: int, threads: int) -> floa
     """Peak memory growth in MB over one train step, measured in a fresh process (so that the
     allocator holds no memory from earlier runs): Linux peak RSS, or CUDA peak allocation."""
     command = [sys.executable, __file__, "--probe", name, str(count), str(resolution), "--threads", str(threads)]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    # a fixed mmap threshold makes glibc return every large block on free, so RSS follows live memory
+    environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env=environment)
     if result.returncode != 0:
         raise RuntimeError(f"memory probe {name} {count} {resolution} failed:\n{result.stderr}")
     return json.loads(result.stdout.strip().splitlines()[-1])["peak_mb"]

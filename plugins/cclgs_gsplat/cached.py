@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
@@ -64,7 +65,8 @@ class CachedBackend:
 
     Cache: one entry per (camera pose, intrinsics and size, geometry content) — the key hashes
     the camera matrix and intrinsics and the bytes of means, quaternions, log-scales and
-    opacity logits, so edited or replaced geometry is never served stale weights. An entry
+    opacity logits, so edited or replaced geometry is never served stale weights (the hash is
+    computed once per state of those tensors: object, storage and in-place version). An entry
     takes at most H * W * (16 * top_k + 16) + 4 * N bytes (the weights and int32 indices of the
     matrix and of its transpose, alpha, depth and uncovered maps in float32), e.g. 4.5 MB at
     128 x 128 with top_k 16; least recently used entries are evicted beyond ``max_cache_mb``.
@@ -91,12 +93,13 @@ class CachedBackend:
         self.max_cache_mb = max_cache_mb
         self.warn_uncovered = warn_uncovered
         self._views: OrderedDict[str, CachedView] = OrderedDict()
+        self._fingerprints: OrderedDict[tuple, tuple[list[weakref.ref], str]] = OrderedDict()
 
     # -- FieldBackend ------------------------------------------------------------------------
 
     def prepare(self, gaussians: "Gaussians", cameras: Sequence[Camera]) -> None:
         """Compute the weights of every camera now (otherwise each is computed on first render)."""
-        geometry = geometry_fingerprint(gaussians)
+        geometry = self._geometry_key(gaussians)
         for camera in cameras:
             self._view(gaussians, camera, geometry)
 
@@ -107,7 +110,7 @@ class CachedBackend:
 
         if features.ndim != 2 or features.shape[0] != len(gaussians):
             raise ValueError(f"features must be (N, C) with N = {len(gaussians)}, got {tuple(features.shape)}")
-        view = self._view(gaussians, camera, geometry_fingerprint(gaussians))
+        view = self._view(gaussians, camera, self._geometry_key(gaussians))
         height, width = view.alpha.shape
         rendered = SparseBlend.apply(features.to(view.alpha.dtype), view.matrix, view.transposed)  # (H * W, C)
         return RenderOutput(features=rendered.reshape(height, width, -1), alpha=view.alpha, depth=view.depth)
@@ -116,7 +119,7 @@ class CachedBackend:
 
     def truncation(self, gaussians: "Gaussians", camera: Camera) -> dict[str, float]:
         """Blending weight the top-K truncation leaves out in one view: its max and mean over pixels."""
-        view = self._view(gaussians, camera, geometry_fingerprint(gaussians))
+        view = self._view(gaussians, camera, self._geometry_key(gaussians))
         return {"max_uncovered": float(view.uncovered.max()), "mean_uncovered": float(view.uncovered.mean())}
 
     @property
@@ -135,6 +138,22 @@ class CachedBackend:
         self._views.clear()
 
     # -- cache -------------------------------------------------------------------------------
+
+    def _geometry_key(self, gaussians: "Gaussians") -> str:
+        """``geometry_fingerprint``, hashed once per state of the geometry tensors: it is reused
+        while the very same tensor objects (held weakly, so their ids cannot be recycled) keep
+        their storage and in-place version counters."""
+        tensors = (gaussians.means, gaussians.quats, gaussians.log_scales, gaussians.opacity_logits)
+        state = tuple((id(t), t.data_ptr(), t._version, tuple(t.shape)) for t in tensors)
+        known = self._fingerprints.get(state)
+        if known is not None and all(ref() is t for ref, t in zip(known[0], tensors)):
+            self._fingerprints.move_to_end(state)
+            return known[1]
+        fingerprint = geometry_fingerprint(gaussians)
+        self._fingerprints[state] = ([weakref.ref(t) for t in tensors], fingerprint)
+        while len(self._fingerprints) > 8:
+            self._fingerprints.popitem(last=False)
+        return fingerprint
 
     def _view(self, gaussians: "Gaussians", camera: Camera, geometry: str) -> CachedView:
         key = f"{geometry}:{camera_fingerprint(camera)}"
