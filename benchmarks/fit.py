@@ -114,7 +114,9 @@ def load_scene_and_points(path: Path) -> tuple[Scene, np.ndarray, np.ndarray, tu
     background = None
     world = Path(path) / "world.json"
     if world.is_file():
-        background = tuple(json.loads(world.read_text())["background"])
+        options = json.loads(world.read_text())
+        colour = options.get("background", options.get("options", {}).get("background"))
+        background = tuple(colour) if colour is not None else None
     return scene, points, colours, background
 
 
