@@ -42,9 +42,10 @@ class TestCachedBackend(FieldBackendContract):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 class TestGsplatBackend(FieldBackendContract):
-    # gsplat cuts each Gaussian at 3 standard deviations (see GsplatBackend)
-    forward_atol = 2e-2
-    gradient_rtol = 5e-2
+    # gsplat cuts each Gaussian at 3 standard deviations, where alpha is still up to 0.011 (see
+    # GsplatBackend): tolerances for that, not for rounding
+    forward_atol = 5e-2
+    gradient_rtol = 1e-1
 
     @pytest.fixture
     def backend(self):
@@ -53,3 +54,112 @@ class TestGsplatBackend(FieldBackendContract):
     @pytest.fixture
     def device(self):
         return "cuda"
+
+
+def test_cached_reports_truncation():
+    camera = contract_camera()
+    gaussians = contract_scene("opaque_stack")
+    backend = _registry.create("field_backend", "cached", {"top_k": 2, "warn_uncovered": 0.01})
+    with pytest.warns(UserWarning, match="top_k=2"):
+        backend.prepare(gaussians, [camera])
+    ones = torch.ones(len(gaussians), 1)
+    kept = backend.render(gaussians, ones, camera).features[..., 0]  # (H, W) sum of kept weights
+    expected = reference_render(gaussians, ones, camera)
+    uncovered = expected.alpha - kept
+    report = backend.truncation(gaussians, camera)
+    assert report["max_uncovered"] == pytest.approx(uncovered.max().item(), abs=1e-5)
+    assert report["mean_uncovered"] == pytest.approx(uncovered.mean().item(), abs=1e-5)
+    assert report["max_uncovered"] > 0.01  # two of up to sixty Gaussians per pixel: truncated
+    features = torch.randn(len(gaussians), 3)
+    error = (backend.render(gaussians, features, camera).features - reference_render(gaussians, features, camera).features).abs()
+    assert (error <= uncovered[..., None] * features.abs().max() + 1e-5).all()
+    assert backend.stats["views"] == 1 and backend.stats["max_uncovered"] == report["max_uncovered"]
+
+
+def test_cached_is_differentiable_for_features_only():
+    camera = contract_camera()
+    gaussians = contract_scene("random")
+    gaussians.means.requires_grad_(True)
+    features = torch.randn(len(gaussians), 4, requires_grad=True)
+    backend = _registry.create("field_backend", "cached")
+    assert backend.differentiable is False
+    output = backend.render(gaussians, features, camera)
+    geometry_grad, feature_grad = torch.autograd.grad(output.features.sum(), [gaussians.means, features], allow_unused=True)
+    assert geometry_grad is None and feature_grad.abs().sum() > 0
+
+
+def test_cached_memory_is_bounded():
+    gaussians = contract_scene("random")
+    features = torch.randn(len(gaussians), 2)
+    backend = _registry.create("field_backend", "cached", {"max_cache_mb": 0.001})
+    cameras = [contract_camera(width=20 + i, height=18) for i in range(3)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # exact at the default top_k: no truncation warning
+        backend.prepare(gaussians, cameras)
+    assert backend.stats["views"] == 1  # the budget holds one view; older ones were evicted
+    for camera in cameras:
+        expected = reference_render(gaussians, features, camera).features
+        assert torch.allclose(backend.render(gaussians, features, camera).features, expected, atol=1e-4)
+
+
+def test_torch_backend_exposes_screen_space_means():
+    camera = contract_camera()
+    gaussians = contract_scene("behind_camera")
+    gaussians.means.requires_grad_(True)
+    output = _registry.create("field_backend", "torch").render(gaussians, torch.ones(len(gaussians), 3), camera)
+    means2d, ids, radii = output.extras["means2d"], output.extras["gaussian_ids"], output.extras["radii"]
+    assert means2d.shape == (len(ids), 2) and radii.shape == (len(ids),) and (radii > 0).all()
+    assert 0 < len(ids) < len(gaussians) and len(set(ids.tolist())) == len(ids)
+    means2d.retain_grad()
+    output.features.sum().backward()
+    assert means2d.grad is not None and means2d.grad.abs().sum() > 0
+
+
+def test_composite_gradients_match_finite_differences():
+    from cclgs_gsplat.tiles import _CompositeTiles, pixel_monomials
+
+    generator = torch.Generator().manual_seed(3)
+    gaussians, channels = 7, 3
+    table = torch.cat(
+        [
+            torch.rand(gaussians, 2, generator=generator, dtype=torch.float64) * 8,  # means2d
+            torch.tensor([[0.4, 0.1, 0.3]], dtype=torch.float64).repeat(gaussians, 1),  # conics
+            0.3 + 0.6 * torch.rand(gaussians, 1, generator=generator, dtype=torch.float64),  # opacities
+            torch.randn(gaussians, channels, generator=generator, dtype=torch.float64),
+        ],
+        dim=1,
+    )
+    table = torch.cat([table, torch.zeros(1, table.shape[1], dtype=torch.float64)]).requires_grad_(True)
+    slots = torch.tensor([[0, 1, 2, 3, 7], [4, 5, 6, 7, 7]])  # two 4 x 4 tiles; row 7 is padding
+    origins = torch.tensor([[0.0, 0.0], [4.0, 0.0]], dtype=torch.float64)
+    monomials = pixel_monomials(4, torch.float64, torch.device("cpu"))
+    assert torch.autograd.gradcheck(lambda t: _CompositeTiles.apply(t, slots, origins, monomials), (table,), atol=1e-6)
+
+
+def test_gsplat_channel_padding():
+    from cclgs_gsplat.gsplat_backend import padded_channels
+
+    supported = {1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33, 64, 65, 128, 129, 256, 257, 512, 513}
+    for channels in range(1, 513):
+        width = padded_channels(channels)
+        assert width >= channels and width + 1 in supported  # + 1: the depth channel of RGB+ED
+        assert all(w + 1 not in supported for w in range(channels, width))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
+def test_gsplat_needs_cuda():
+    with pytest.raises(PluginError, match="needs CUDA"):
+        _registry.create("field_backend", "gsplat")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("channels", [3, 8, 600])
+def test_gsplat_matches_torch(channels):
+    camera = contract_camera(width=64, height=48)
+    gaussians = contract_scene("random")
+    features = torch.randn(len(gaussians), channels)
+    expected = _registry.create("field_backend", "torch").render(gaussians, features, camera)
+    output = _registry.create("field_backend", "gsplat").render(gaussians.to("cuda"), features.cuda(), camera)
+    for name in ("features", "alpha", "depth"):
+        difference = (getattr(output, name).cpu() - getattr(expected, name)).abs()
+        assert np.quantile(difference.numpy(), 0.99) < 5e-2, name

@@ -269,7 +269,7 @@ class FieldBackendContract:
     def test_several_cameras(self, backend, device):
         gaussians = contract_scene("random", device)
         features = _features(len(gaussians), device)
-        cameras = [contract_camera(), contract_camera(width=20, height=33).scaled(1.0)]
+        cameras = [contract_camera(), contract_camera(width=20, height=33)]
         cameras.append(Camera(look_at(np.array([2.5, 0.5, -1.5]), np.zeros(3)), 30.0, 30.0, 12.0, 9.0, 24, 18))
         backend.prepare(gaussians, cameras)
         with torch.no_grad():

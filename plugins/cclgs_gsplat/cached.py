@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
@@ -21,25 +22,27 @@ if TYPE_CHECKING:
 
 @dataclass
 class CachedView:
-    """The top-K blending weights of one camera.
+    """The top-K blending weights of one camera (P = H * W pixels, row-major).
 
-    indices:   (H, W, K) int64 Gaussian index per kept weight (0 in unused slots)
-    weights:   (H, W, K) blending weights, largest first (0 in unused slots)
-    alpha:     (H, W) exact accumulated opacity (all contributions, not only the kept ones)
-    depth:     (H, W) exact alpha-normalised depth
-    uncovered: (H, W) blending weight left out by the truncation: alpha - sum of ``weights``
+    matrix:     (P, N) sparse CSR blending weights, at most K non-zero per row (int32 indices)
+    transposed: (N, P) its transpose, for the backward pass
+    alpha:      (H, W) exact accumulated opacity (all contributions, not only the kept ones)
+    depth:      (H, W) exact alpha-normalised depth
+    uncovered:  (H, W) blending weight left out by the truncation: alpha - kept weights
     """
 
-    indices: "torch.Tensor"
-    weights: "torch.Tensor"
+    matrix: "torch.Tensor"
+    transposed: "torch.Tensor"
     alpha: "torch.Tensor"
     depth: "torch.Tensor"
     uncovered: "torch.Tensor"
 
     @property
     def nbytes(self) -> int:
-        tensors = (self.indices, self.weights, self.alpha, self.depth, self.uncovered)
-        return sum(t.numel() * t.element_size() for t in tensors)
+        parts = [self.alpha, self.depth, self.uncovered]
+        for matrix in (self.matrix, self.transposed):
+            parts += [matrix.crow_indices(), matrix.col_indices(), matrix.values()]
+        return sum(t.numel() * t.element_size() for t in parts)
 
 
 class CachedBackend:
@@ -57,14 +60,16 @@ class CachedBackend:
     rendered feature misses ``uncovered = alpha - sum(kept weights)`` of blending mass (at
     most ``uncovered * max |feature|`` per channel). ``truncation(gaussians, camera)`` gives a
     view's max and mean uncovered weight, ``stats`` those of all cached views; a view whose max
-    exceeds ``warn_uncovered`` raises a warning when it is computed.
+    exceeds ``warn_uncovered`` raises a warning when it is computed. The product is a sparse
+    (pixels x N) CSR matrix times the features, and its transpose for the gradient.
 
     Cache: one entry per (camera pose, intrinsics and size, geometry content) — the key hashes
     the camera matrix and intrinsics and the bytes of means, quaternions, log-scales and
-    opacity logits, so edited or replaced geometry is never served stale weights. An entry
-    takes H * W * (12 * top_k + 12) bytes in float32 (int64 indices, weights, alpha, depth and
-    uncovered maps), e.g. 3.3 MB at 128 x 128 with top_k 16; least recently used entries are
-    evicted beyond ``max_cache_mb``.
+    opacity logits, so edited or replaced geometry is never served stale weights (the hash is
+    computed once per state of those tensors: object, storage and in-place version). An entry
+    takes at most H * W * (16 * top_k + 16) + 4 * N bytes (the weights and int32 indices of the
+    matrix and of its transpose, alpha, depth and uncovered maps in float32), e.g. 4.5 MB at
+    128 x 128 with top_k 16; least recently used entries are evicted beyond ``max_cache_mb``.
     """
 
     differentiable = False
@@ -88,41 +93,33 @@ class CachedBackend:
         self.max_cache_mb = max_cache_mb
         self.warn_uncovered = warn_uncovered
         self._views: OrderedDict[str, CachedView] = OrderedDict()
+        self._fingerprints: OrderedDict[tuple, tuple[list[weakref.ref], str]] = OrderedDict()
 
     # -- FieldBackend ------------------------------------------------------------------------
 
     def prepare(self, gaussians: "Gaussians", cameras: Sequence[Camera]) -> None:
         """Compute the weights of every camera now (otherwise each is computed on first render)."""
-        geometry = geometry_fingerprint(gaussians)
+        geometry = self._geometry_key(gaussians)
         for camera in cameras:
             self._view(gaussians, camera, geometry)
 
     def render(self, gaussians: "Gaussians", features: "torch.Tensor", camera: Camera) -> RenderOutput:
         """features: (N, C) -> (H, W, C) features (differentiable w.r.t. features only),
         (H, W) alpha, (H, W) depth."""
-        import torch
+        from cclgs_gsplat.tiles import SparseBlend
 
         if features.ndim != 2 or features.shape[0] != len(gaussians):
             raise ValueError(f"features must be (N, C) with N = {len(gaussians)}, got {tuple(features.shape)}")
-        view = self._view(gaussians, camera, geometry_fingerprint(gaussians))
-        height, width, kept = view.indices.shape
-        channels = features.shape[1]
-        if kept == 0 or len(gaussians) == 0:
-            rendered = view.weights.new_zeros(height * width, 0) @ features[:0].to(view.weights.dtype)
-        else:
-            rendered = torch.nn.functional.embedding_bag(
-                view.indices.reshape(-1, kept),
-                features.to(view.weights.dtype),
-                per_sample_weights=view.weights.reshape(-1, kept),
-                mode="sum",
-            )  # (H * W, C)
-        return RenderOutput(features=rendered.reshape(height, width, channels), alpha=view.alpha, depth=view.depth)
+        view = self._view(gaussians, camera, self._geometry_key(gaussians))
+        height, width = view.alpha.shape
+        rendered = SparseBlend.apply(features.to(view.alpha.dtype), view.matrix, view.transposed)  # (H * W, C)
+        return RenderOutput(features=rendered.reshape(height, width, -1), alpha=view.alpha, depth=view.depth)
 
     # -- truncation report -------------------------------------------------------------------
 
     def truncation(self, gaussians: "Gaussians", camera: Camera) -> dict[str, float]:
         """Blending weight the top-K truncation leaves out in one view: its max and mean over pixels."""
-        view = self._view(gaussians, camera, geometry_fingerprint(gaussians))
+        view = self._view(gaussians, camera, self._geometry_key(gaussians))
         return {"max_uncovered": float(view.uncovered.max()), "mean_uncovered": float(view.uncovered.mean())}
 
     @property
@@ -141,6 +138,22 @@ class CachedBackend:
         self._views.clear()
 
     # -- cache -------------------------------------------------------------------------------
+
+    def _geometry_key(self, gaussians: "Gaussians") -> str:
+        """``geometry_fingerprint``, hashed once per state of the geometry tensors: it is reused
+        while the very same tensor objects (held weakly, so their ids cannot be recycled) keep
+        their storage and in-place version counters."""
+        tensors = (gaussians.means, gaussians.quats, gaussians.log_scales, gaussians.opacity_logits)
+        state = tuple((id(t), t.data_ptr(), t._version, tuple(t.shape)) for t in tensors)
+        known = self._fingerprints.get(state)
+        if known is not None and all(ref() is t for ref, t in zip(known[0], tensors)):
+            self._fingerprints.move_to_end(state)
+            return known[1]
+        fingerprint = geometry_fingerprint(gaussians)
+        self._fingerprints[state] = ([weakref.ref(t) for t in tensors], fingerprint)
+        while len(self._fingerprints) > 8:
+            self._fingerprints.popitem(last=False)
+        return fingerprint
 
     def _view(self, gaussians: "Gaussians", camera: Camera, geometry: str) -> CachedView:
         key = f"{geometry}:{camera_fingerprint(camera)}"
@@ -165,15 +178,16 @@ class CachedBackend:
     def _compute(self, gaussians: "Gaussians", camera: Camera) -> CachedView:
         import torch
 
-        from cclgs_gsplat.tiles import project_splats, top_weights
+        from cclgs_gsplat.tiles import blend_matrices, project_splats, top_weights
 
         with torch.no_grad():
             splats = project_splats(
                 gaussians.means, gaussians.quats, gaussians.scales, gaussians.opacities, camera, self.tile_size
             )
             indices, weights, alpha, depth = top_weights(splats, camera, self.tile_size, self.batch_elements, self.top_k)
+            matrix, transposed = blend_matrices(indices, weights, len(gaussians))
         uncovered = torch.clamp_min(alpha - weights.sum(dim=-1), 0.0)
-        return CachedView(indices=indices, weights=weights, alpha=alpha, depth=depth, uncovered=uncovered)
+        return CachedView(matrix=matrix, transposed=transposed, alpha=alpha, depth=depth, uncovered=uncovered)
 
 
 def geometry_fingerprint(gaussians: "Gaussians") -> str:

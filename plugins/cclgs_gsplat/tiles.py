@@ -13,8 +13,9 @@ the same alpha threshold, clamp and early stop. What makes it fast is culling an
    touches, in depth order.
 3. Tiles are processed in batches of similar Gaussian counts, padded to the batch's largest
    count; each tile's pixels are blended against its own Gaussians only, with a hand-written
-   backward pass (``_CompositeTiles``) that recomputes nothing heavy and keeps two (B, P, G)
-   tensors per batch.
+   backward pass (``_CompositeTiles``) that keeps two (B, P, G) tensors per batch. Gaussian
+   exponents and the backward's pixel sums are products with the (P, 6) matrix of pixel
+   monomials, so the (B, P, G) work is a dozen or two passes over memory each way.
 
 Shapes: N Gaussians, V of them visible, B tiles in a batch, P = tile_size**2 pixels per tile,
 G Gaussian slots per tile of the batch, C' blended channels.
@@ -23,6 +24,7 @@ G Gaussian slots per tile of the batch, C' blended channels.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -129,17 +131,22 @@ class TileBatch:
     tiles:   (B,) int64 tile index (row-major over the tile grid)
     slots:   (B, G) int64 rank of each tile's Gaussians in the Splats (front to back); padding
              slots hold V, the index of an all-zero padding row
-    pixels:  (B, P, 2) pixel centres (x + 0.5, y + 0.5)
+    origins: (B, 2) pixel coordinates (x, y) of each tile's top-left corner
     """
 
     tiles: torch.Tensor
     slots: torch.Tensor
-    pixels: torch.Tensor
+    origins: torch.Tensor
+
+
+#: A batch is closed when the next tile has fewer Gaussians than this fraction of the batch's
+#: first (largest) tile, once it holds 1/32 of the element budget: little padding, few batches.
+_BATCH_COUNT_RATIO = 0.7
 
 
 def tile_batches(splats: Splats, camera: Camera, tile_size: int, max_elements: int) -> Iterator[TileBatch]:
     """Group the non-empty tiles into batches of at most ``max_elements`` = B * P * G (one tile
-    may exceed it alone). Batches hold tiles of similar Gaussian counts, largest first."""
+    may exceed it alone), largest Gaussian counts first, padded to the batch's largest count."""
     device = splats.ids.device
     tiles_x = math.ceil(camera.width / tile_size)
     tiles_y = math.ceil(camera.height / tile_size)
@@ -160,111 +167,147 @@ def tile_batches(splats: Splats, camera: Camera, tile_size: int, max_elements: i
     per_tile = torch.bincount(tile, minlength=tiles_x * tiles_y)  # (tiles,)
     tile_start = torch.cumsum(per_tile, 0) - per_tile
     busy = torch.nonzero(per_tile).squeeze(1)
-    busy = busy[torch.argsort(per_tile[busy], descending=True)]
+    busy = busy[torch.argsort(per_tile[busy], descending=True, stable=True)]
     busy_counts = per_tile[busy].tolist()
 
     pixels_per_tile = tile_size * tile_size
-    local_y, local_x = torch.meshgrid(
-        torch.arange(tile_size, device=device), torch.arange(tile_size, device=device), indexing="ij"
-    )
-    local_xy = torch.stack([local_x.reshape(-1), local_y.reshape(-1)], dim=-1)  # (P, 2)
     padding_rank = torch.full((1,), count, device=device, dtype=torch.long)
+    last_pair = max(rank.shape[0] - 1, 0)
     start = 0
     while start < len(busy_counts):
-        slots_in_batch = busy_counts[start]
-        tiles_in_batch = max(1, max_elements // (pixels_per_tile * slots_in_batch))
-        stop = min(len(busy_counts), start + tiles_in_batch)
+        largest = busy_counts[start]
+        stop = start + 1
+        while (
+            stop < len(busy_counts)
+            and (stop - start + 1) * pixels_per_tile * largest <= max_elements
+            and (
+                busy_counts[stop] >= _BATCH_COUNT_RATIO * largest
+                or (stop - start) * pixels_per_tile * largest < max_elements // 32
+            )
+        ):
+            stop += 1
         tiles = busy[start:stop]
-        slot = torch.arange(slots_in_batch, device=device)
+        slot = torch.arange(largest, device=device)
         filled = slot[None, :] < per_tile[tiles][:, None]  # (B, G)
-        position = (tile_start[tiles][:, None] + slot[None, :]).clamp_max(max(rank.shape[0] - 1, 0))
+        position = (tile_start[tiles][:, None] + slot[None, :]).clamp_max(last_pair)
         slots = torch.where(filled, rank[position], padding_rank)
-        origin = torch.stack([tiles % tiles_x, tiles // tiles_x], dim=-1) * tile_size  # (B, 2)
-        pixels = (origin[:, None, :] + local_xy[None]).to(splats.means2d.dtype) + 0.5
-        yield TileBatch(tiles=tiles, slots=slots, pixels=pixels)
+        origins = torch.stack([tiles % tiles_x, tiles // tiles_x], dim=-1) * tile_size  # (B, 2)
+        yield TileBatch(tiles=tiles, slots=slots, origins=origins.to(splats.means2d.dtype))
         start = stop
 
 
-def blend_weights(
-    pixels: torch.Tensor, means2d: torch.Tensor, conics: torch.Tensor, opacities: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Alphas and transmittances of each tile's pixels against its Gaussians, front to back.
-
-    pixels (B, P, 2), means2d (B, G, 2), conics (B, G, 3), opacities (B, G).
-    Returns alpha (B, P, G), 0 where below 1/255, and transmittance (B, P, G) before each
-    Gaussian, 0 from the Gaussian that would bring it to TRANSMITTANCE_MIN or below; the
-    blending weight is their product.
-    """
-    dx = pixels[:, :, None, 0] - means2d[:, None, :, 0]  # (B, P, G)
-    dy = pixels[:, :, None, 1] - means2d[:, None, :, 1]
-    half_a, b, half_c = 0.5 * conics[:, None, :, 0], conics[:, None, :, 1], 0.5 * conics[:, None, :, 2]
-    sigma = dx * torch.addcmul(b * dy, half_a, dx)
-    sigma = torch.addcmul(sigma, half_c * dy, dy)  # 0.5 a dx^2 + b dx dy + 0.5 c dy^2
-    inside = sigma >= 0
-    alpha = torch.exp_(sigma.neg_()).mul_(opacities[:, None, :]).clamp_max_(ALPHA_MAX)  # reuses sigma's memory
-    alpha = alpha.mul_(inside & (alpha >= ALPHA_MIN))
-    after = torch.cumprod(1.0 - alpha, dim=2)
-    before = torch.cat([torch.ones_like(after[:, :, :1]), after[:, :, :-1]], dim=2)
-    return alpha, before.mul_(after > TRANSMITTANCE_MIN)
+def pixel_monomials(tile_size: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(P, 6) monomials [1, u, v, u^2, u v, v^2] of the pixel centres (u, v) of a tile, in
+    coordinates relative to the tile's corner (small numbers, so the expansions below stay exact
+    to float rounding)."""
+    v, u = torch.meshgrid(
+        torch.arange(tile_size, dtype=dtype, device=device) + 0.5,
+        torch.arange(tile_size, dtype=dtype, device=device) + 0.5,
+        indexing="ij",
+    )
+    u, v = u.reshape(-1), v.reshape(-1)
+    return torch.stack([torch.ones_like(u), u, v, u * u, u * v, v * v], dim=1)
 
 
 #: Columns of the per-Gaussian table blended by ``_CompositeTiles``: x, y, conic a, b, c, opacity, values.
 _GEOMETRY_COLUMNS = 6
 
 
+def _local_geometry(rows: torch.Tensor, origins: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """rows (B, G, 6 + C'), origins (B, 2) -> tile-local mean u, v and conic a, b, c, each (B, G)."""
+    mean_u = rows[..., 0] - origins[:, None, 0]
+    mean_v = rows[..., 1] - origins[:, None, 1]
+    return mean_u, mean_v, rows[..., 2], rows[..., 3], rows[..., 4]
+
+
+def blend_weights(rows: torch.Tensor, origins: torch.Tensor, monomials: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Alphas and transmittances of each tile's pixels against its Gaussians, front to back.
+
+    rows (B, G, 6 + C') table rows [x, y, a, b, c, opacity, ...], origins (B, 2) tile corners,
+    monomials (P, 6) from ``pixel_monomials``.
+    Returns alpha (B, P, G), 0 where below 1/255, and transmittance (B, P, G) before each
+    Gaussian, 0 from the Gaussian that would bring it to TRANSMITTANCE_MIN or below; the
+    blending weight is their product.
+
+    ``log(opacity) - sigma``, with sigma = 0.5 a du^2 + b du dv + 0.5 c dv^2, is a quadratic
+    polynomial in the tile-local pixel position, so one matrix product gives it for all pixels.
+    (sigma >= 0 for the positive-definite conics of visible Gaussians, so the reference's
+    ``sigma >= 0`` test only ever fires on rounding and is not repeated here.)
+    """
+    mean_u, mean_v, a, b, c = _local_geometry(rows, origins)
+    log_opacity = torch.log(rows[..., 5].clamp_min(1e-30))
+    grad_u = a * mean_u + b * mean_v  # (B, G): minus the u coefficient of sigma
+    grad_v = b * mean_u + c * mean_v
+    constant = 0.5 * (mean_u * grad_u + mean_v * grad_v)  # sigma at the tile corner
+    coefficients = torch.stack([log_opacity - constant, grad_u, grad_v, -0.5 * a, -b, -0.5 * c], dim=1)  # (B, 6, G)
+    alpha = torch.exp_(torch.matmul(monomials, coefficients)).clamp_max_(ALPHA_MAX)  # (B, P, G)
+    alpha = alpha.mul_(alpha >= ALPHA_MIN)
+    after = torch.cumprod(1.0 - alpha, dim=2)
+    before = torch.cat([torch.ones_like(after[:, :, :1]), after[:, :, :-1]], dim=2)
+    return alpha, before.mul_(after > TRANSMITTANCE_MIN)
+
+
 class _CompositeTiles(torch.autograd.Function):
     """out (B, P, C') = sum over G of alpha * transmittance * values, with an analytic backward.
 
     Inputs: table (V + 1, 6 + C') rows [x, y, a, b, c, opacity, values] (the last row all zero,
-    for padding), slots (B, G) row of each tile's Gaussians, pixels (B, P, 2).
+    for padding), slots (B, G) row of each tile's Gaussians, origins (B, 2), monomials (P, 6).
 
     For weights w_i = alpha_i T_i and a pixel gradient g: dL/dv_i = w_i g,
     dL/dalpha_i = T_i (g . v_i) - (sum_{k>i} w_k g . v_k) / (1 - alpha_i); entries that are
     thresholded, clamped or past the early stop get no gradient (as with autograd on the
-    reference). alpha = opacity exp(-sigma) then gives the opacity, mean and conic gradients.
+    reference). With s = dL/dsigma = -alpha dL/dalpha, the opacity gradient is -sum(s) / opacity
+    and the mean and conic gradients need sum(s du^a dv^b) for a + b <= 2, obtained from one
+    product of s with the pixel monomials.
     """
 
     @staticmethod
-    def forward(ctx, table, slots, pixels):  # noqa: D102 - see class
+    def forward(ctx, table, slots, origins, monomials):  # noqa: D102 - see class
         rows = table[slots]  # (B, G, 6 + C')
-        alpha, before = blend_weights(pixels, rows[..., 0:2], rows[..., 2:5], rows[..., 5])
-        values = rows[..., _GEOMETRY_COLUMNS:]
-        ctx.save_for_backward(table, slots, pixels, alpha, before)
-        return torch.bmm(alpha * before, values)
+        alpha, before = blend_weights(rows, origins, monomials)
+        ctx.save_for_backward(table, slots, origins, monomials, alpha, before)
+        return torch.bmm(alpha * before, rows[..., _GEOMETRY_COLUMNS:])
 
     @staticmethod
     def backward(ctx, grad_out):  # noqa: D102 - see class
-        table, slots, pixels, alpha, before = ctx.saved_tensors
+        table, slots, origins, monomials, alpha, before = ctx.saved_tensors
         rows = table[slots]
         values = rows[..., _GEOMETRY_COLUMNS:]
         weights = alpha * before  # (B, P, G)
         grad_values = torch.bmm(weights.transpose(1, 2), grad_out)  # (B, G, C')
         projected = torch.bmm(grad_out, values.transpose(1, 2))  # (B, P, G) g . v_i
-        weighted = weights * projected
-        behind = weighted.sum(dim=2, keepdim=True) - torch.cumsum(weighted, dim=2)
+        behind = weights.mul_(projected)
+        behind = behind.sum(dim=2, keepdim=True) - torch.cumsum(behind, dim=2)  # sum_{k>i} w_k g . v_k
         grad_alpha = before * projected - behind / (1.0 - alpha)
-        live = (before > 0) & (alpha > 0) & (alpha < ALPHA_MAX)
-        grad_sigma = grad_alpha.mul_(alpha).mul_(live).neg_()  # (B, P, G)
-        grad_opacities = -grad_sigma.sum(dim=1) / rows[..., 5].clamp_min(ALPHA_MIN / 2)
-        dx = pixels[:, :, None, 0] - rows[:, None, :, 0]
-        dy = pixels[:, :, None, 1] - rows[:, None, :, 1]
-        a, b, c = rows[:, None, :, 2], rows[:, None, :, 3], rows[:, None, :, 4]
-        sigma_dx = grad_sigma * dx
-        sigma_dy = grad_sigma.mul_(dy)
+        live = (before > 0) & (alpha < ALPHA_MAX)  # thresholded entries have alpha = 0 below
+        grad_sigma = grad_alpha.mul_(live).mul_(alpha)  # minus dL/dsigma, (B, P, G)
+        moments = torch.matmul(grad_sigma.transpose(1, 2), monomials).neg_()  # (B, G, 6) sums of s u^a v^b
+        s, s_u, s_v, s_uu, s_uv, s_vv = moments.unbind(-1)
+        mean_u, mean_v, a, b, c = _local_geometry(rows, origins)
+        s_du = s_u - mean_u * s  # sum s (u - mean_u)
+        s_dv = s_v - mean_v * s
+        s_dudu = s_uu - 2 * mean_u * s_u + mean_u * mean_u * s
+        s_dudv = s_uv - mean_u * s_v - mean_v * s_u + mean_u * mean_v * s
+        s_dvdv = s_vv - 2 * mean_v * s_v + mean_v * mean_v * s
         grad_rows = torch.cat(
             [
-                -torch.addcmul(b * sigma_dy, a, sigma_dx).sum(1)[..., None],
-                -torch.addcmul(b * sigma_dx, c, sigma_dy).sum(1)[..., None],
-                0.5 * (sigma_dx * dx).sum(1)[..., None],
-                (sigma_dx * dy).sum(1)[..., None],
-                0.5 * (sigma_dy * dy).sum(1)[..., None],
-                grad_opacities[..., None],
+                torch.stack(
+                    [
+                        -(a * s_du + b * s_dv),
+                        -(b * s_du + c * s_dv),
+                        0.5 * s_dudu,
+                        s_dudv,
+                        0.5 * s_dvdv,
+                        -s / rows[..., 5].clamp_min(ALPHA_MIN / 2),
+                    ],
+                    dim=-1,
+                ),
                 grad_values,
             ],
             dim=-1,
         )  # (B, G, 6 + C')
         grad_table = torch.zeros_like(table).index_add_(0, slots.reshape(-1), grad_rows.reshape(-1, table.shape[1]))
-        return grad_table, None, None
+        return grad_table, None, None, None
 
 
 def composite(splats: Splats, values: torch.Tensor, camera: Camera, tile_size: int, max_elements: int) -> torch.Tensor:
@@ -276,18 +319,17 @@ def composite(splats: Splats, values: torch.Tensor, camera: Camera, tile_size: i
     channels = values.shape[1]
     tiles_x = math.ceil(width / tile_size)
     tiles_y = math.ceil(height / tile_size)
-    pixels_per_tile = tile_size * tile_size
-    table = torch.cat(
-        [splats.means2d, splats.conics, splats.opacities[:, None], values.to(splats.means2d.dtype)], dim=1
-    )  # (V, 6 + C')
+    dtype = splats.means2d.dtype
+    table = torch.cat([splats.means2d, splats.conics, splats.opacities[:, None], values.to(dtype)], dim=1)  # (V, 6 + C')
     table = torch.cat([table, table.new_zeros(1, table.shape[1])])  # padding row
+    monomials = pixel_monomials(tile_size, dtype, table.device)
     tile_ids, tile_outputs = [], []
     for batch in tile_batches(splats, camera, tile_size, max_elements):
-        tile_outputs.append(_CompositeTiles.apply(table, batch.slots, batch.pixels))
+        tile_outputs.append(_CompositeTiles.apply(table, batch.slots, batch.origins, monomials))
         tile_ids.append(batch.tiles)
     if not tile_outputs:  # nothing visible: an empty sum over Gaussians
         return (values.new_zeros(height * width, 0) @ values[:0]).reshape(height, width, channels)
-    canvas = values.new_zeros(tiles_x * tiles_y, pixels_per_tile, channels)
+    canvas = table.new_zeros(tiles_x * tiles_y, tile_size * tile_size, channels)
     canvas = canvas.index_copy(0, torch.cat(tile_ids), torch.cat(tile_outputs))
     canvas = canvas.reshape(tiles_y, tiles_x, tile_size, tile_size, channels).permute(0, 2, 1, 3, 4)
     return canvas.reshape(tiles_y * tile_size, tiles_x * tile_size, channels)[:height, :width]
@@ -314,12 +356,12 @@ def top_weights(
     with torch.no_grad():
         ids = torch.cat([splats.ids, splats.ids.new_zeros(1)])
         depths = torch.cat([splats.depths, splats.depths.new_zeros(1)])
-        means2d = torch.cat([splats.means2d, splats.means2d.new_zeros(1, 2)])
-        conics = torch.cat([splats.conics, splats.conics.new_zeros(1, 3)])
-        opacities = torch.cat([splats.opacities, splats.opacities.new_zeros(1)])
+        table = torch.cat([splats.means2d, splats.conics, splats.opacities[:, None]], dim=1)  # (V, 6)
+        table = torch.cat([table, table.new_zeros(1, _GEOMETRY_COLUMNS)])
+        monomials = pixel_monomials(tile_size, dtype, device)
         for batch in tile_batches(splats, camera, tile_size, max_elements):
             slots = batch.slots
-            batch_alpha, before = blend_weights(batch.pixels, means2d[slots], conics[slots], opacities[slots])
+            batch_alpha, before = blend_weights(table[slots], batch.origins, monomials)
             blend = batch_alpha * before  # (B, P, G)
             alpha[batch.tiles] = blend.sum(dim=2)
             depth_sum[batch.tiles] = torch.bmm(blend, depths[slots][:, :, None]).squeeze(2)
@@ -336,3 +378,42 @@ def top_weights(
     alpha_image = image(alpha)
     depth = torch.where(alpha_image > 0, image(depth_sum) / alpha_image.clamp_min(1e-12), torch.zeros_like(alpha_image))
     return image(indices), image(weights), alpha_image, depth
+
+
+def blend_matrices(indices: torch.Tensor, weights: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sparse blending matrices from ``top_weights``' (H, W, K) indices and weights.
+
+    Returns (H * W, N) and its transpose (N, H * W), CSR with int32 indices, holding only the
+    non-zero weights (N = ``count``).
+    """
+    pixels = indices.shape[0] * indices.shape[1]
+    kept = weights.reshape(pixels, -1) > 0
+    rows = torch.nonzero(kept)[:, 0]
+    columns = indices.reshape(pixels, -1)[kept]
+    values = weights.reshape(pixels, -1)[kept]
+
+    def csr(first: torch.Tensor, second: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            matrix = torch.sparse_coo_tensor(
+                torch.stack([first, second]), values, size, check_invariants=True
+            ).coalesce().to_sparse_csr()
+            return torch.sparse_csr_tensor(
+                matrix.crow_indices().int(), matrix.col_indices().int(), matrix.values(), size=size, check_invariants=True
+            )
+
+    return csr(rows, columns, (pixels, count)), csr(columns, rows, (count, pixels))
+
+
+class SparseBlend(torch.autograd.Function):
+    """(P, N) blending matrix @ (N, C) features, differentiable w.r.t. the features through the
+    precomputed transpose (CSR products both ways)."""
+
+    @staticmethod
+    def forward(ctx, features, matrix, transposed):  # noqa: D102 - see class
+        ctx.transposed = transposed
+        return matrix @ features
+
+    @staticmethod
+    def backward(ctx, grad_out):  # noqa: D102 - see class
+        return ctx.transposed @ grad_out.contiguous(), None, None

@@ -1,0 +1,341 @@
+"""Fit RGB 3D Gaussians to posed images (3DGS optimisation), on the CPU by default.
+
+Starting from a sparse point cloud, the Gaussians' means, log-scales, quaternions, opacity logits
+and SH colours are optimised with Adam (the per-parameter learning rates of 3DGS, the means' rate
+scaled by the scene extent and decayed exponentially) against ``(1 - w) L1 + w (1 - SSIM)``,
+rendering one training view per step through a field backend chosen by name (default
+``torch``). SH degrees are switched on one at a time.
+
+Densification is gsplat's ``DefaultStrategy`` (clone small / split large Gaussians with large
+screen-space gradients, prune transparent ones, optional opacity resets). It is pure torch: its
+parameter surgery and bookkeeping run on the CPU, and it touches no CUDA code (its
+``torch.cuda.empty_cache()`` is a no-op without CUDA). It needs the backend's 2D means with their
+gradients, which the ``torch`` and ``gsplat`` backends expose in ``RenderOutput.extras`` in
+gsplat's packed layout. Steps are counted from 1 because the strategy resets opacities whenever
+``step % reset_every == 0``.
+
+Nothing is written to disk: ``fit_geometry`` returns the Gaussians and a per-step log.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from cclgs_core.errors import ConfigError, DataError
+from cclgs_core.gaussians import Gaussians, rgb_to_sh_dc
+from cclgs_core.types import Camera, Frame, Scene
+
+
+@dataclass
+class FitConfig:
+    """Options of ``fit_geometry`` (defaults sized for a 128 x 128 scene on two CPU cores)."""
+
+    steps: int = 3000
+    #: Time budget in seconds: no step starts that would end after it, judging by the last step (0: no limit).
+    max_seconds: float = 0.0
+    backend: str = "torch"
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    sh_degree: int = 3
+    #: One more SH degree every this many steps (0: the full degree from the start).
+    sh_degree_interval: int = 500
+    #: Learning rate of the means, times the scene extent, decayed exponentially to ``lr_means_final``.
+    lr_means: float = 1.6e-4
+    lr_means_final: float = 1.6e-6
+    lr_scales: float = 5e-3
+    lr_quats: float = 1e-3
+    lr_opacities: float = 5e-2
+    lr_sh0: float = 2.5e-3
+    lr_sh_rest: float = 2.5e-3 / 20
+    ssim_weight: float = 0.2
+    #: RGB in [0, 1] composited behind the Gaussians (the images' background).
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    initial_opacity: float = 0.1
+    densify: bool = True
+    refine_start: int = 100
+    refine_every: int = 100
+    #: Last step of densification (0: 60 % of ``steps``).
+    refine_stop: int = 0
+    #: Opacity reset period (0: never; 3DGS uses 3000 of 30000 steps).
+    reset_every: int = 0
+    grow_grad2d: float = 2e-4
+    prune_opacity: float = 5e-3
+    #: Densification stops growing once there are this many Gaussians.
+    max_gaussians: int = 200_000
+    seed: int = 0
+
+
+@dataclass
+class FitResult:
+    """The fitted Gaussians (detached) and one log entry per step
+    (step, loss, l1, psnr of the training view, gaussians, seconds, sh_degree)."""
+
+    gaussians: Gaussians
+    log: list[dict[str, float]]
+
+
+def fit_geometry(
+    scene: Scene,
+    points: np.ndarray,
+    colors: np.ndarray | None = None,
+    config: FitConfig | None = None,
+    registry: Any = None,
+    on_step: Callable[[dict[str, float]], None] | None = None,
+) -> FitResult:
+    """Fit Gaussians to the training frames of ``scene``.
+
+    points: (M, 3) float initial means (a sparse point cloud, M >= 1)
+    colors: (M, 3) uint8 or float in [0, 1] initial colours (grey when None)
+    registry: a ``PluginRegistry`` to take the backend from (the process-wide one by default)
+    on_step: called with each log entry (progress display)
+    """
+    config = config or FitConfig()
+    frames = scene.split("train")
+    if not frames:
+        raise DataError(f"{scene.root}: the scene has no training frames to fit; check the split of its frames")
+    if config.steps < 1:
+        raise ConfigError(f"geometry fit: steps must be >= 1, got {config.steps}")
+    backend = _backend(config, registry)
+    torch.manual_seed(config.seed)
+    generator = np.random.default_rng(config.seed)
+    images = [torch.from_numpy(frame.load_image()).float() / 255.0 for frame in frames]  # each (H, W, 3)
+    background = torch.tensor(config.background, dtype=torch.float32)
+    extent = scene_extent([frame.camera for frame in frames])
+    params = initial_parameters(points, colors, config.sh_degree, config.initial_opacity)
+    optimizers = _optimizers(params, config, extent)
+    strategy, strategy_state = _strategy(config, params, optimizers, extent)
+    decay = (config.lr_means_final / config.lr_means) ** (1.0 / max(config.steps, 1))
+
+    log: list[dict[str, float]] = []
+    order: list[int] = []
+    previous_seconds = 0.0
+    start = time.perf_counter()
+    for step in range(1, config.steps + 1):
+        if not order:
+            order = list(generator.permutation(len(frames)))
+        view = order.pop()
+        camera, target = frames[view].camera, images[view]
+        degree = active_sh_degree(step, config)
+        gaussians = gaussians_from_parameters(params, degree)
+        output = backend.render(gaussians, gaussians.colors(camera), camera)
+        image = output.features + (1.0 - output.alpha)[..., None] * background  # (H, W, 3)
+        l1 = (image - target).abs().mean()
+        loss = l1
+        if config.ssim_weight > 0:
+            loss = (1.0 - config.ssim_weight) * l1 + config.ssim_weight * (1.0 - ssim(image, target))
+        info = _strategy_info(output, camera) if strategy is not None else None
+        if strategy is not None:
+            strategy.step_pre_backward(params, optimizers, strategy_state, step, info)
+        if loss.requires_grad:
+            loss.backward()
+            for optimizer in optimizers.values():
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            if strategy is not None and info["means2d"].grad is not None:
+                if len(params["means"]) >= config.max_gaussians:
+                    strategy.refine_stop_iter = min(strategy.refine_stop_iter, step)
+                strategy.step_post_backward(params, optimizers, strategy_state, step, info, packed=True)
+        for group in optimizers["means"].param_groups:
+            group["lr"] *= decay
+        entry = {
+            "step": step,
+            "loss": float(loss.detach()),
+            "l1": float(l1.detach()),
+            "psnr": psnr(image.detach(), target),
+            "gaussians": len(params["means"]),
+            "seconds": time.perf_counter() - start,
+            "sh_degree": degree,
+        }
+        log.append(entry)
+        if on_step is not None:
+            on_step(entry)
+        if config.max_seconds and 2 * entry["seconds"] - previous_seconds > config.max_seconds:
+            break  # another step as long as this one would exceed the time budget
+        previous_seconds = entry["seconds"]
+    with torch.no_grad():
+        fitted = gaussians_from_parameters(params, config.sh_degree)
+        fitted = Gaussians(*(t.detach().clone() for t in (fitted.means, fitted.quats, fitted.log_scales, fitted.opacity_logits, fitted.sh)))
+    return FitResult(gaussians=fitted, log=log)
+
+
+# -- parameters ------------------------------------------------------------------------------
+
+
+def initial_parameters(
+    points: np.ndarray, colors: np.ndarray | None, sh_degree: int, initial_opacity: float
+) -> dict[str, torch.nn.Parameter]:
+    """3DGS initialisation from points (M, 3) and colours (M, 3): isotropic scales from the mean
+    squared distance to the three nearest neighbours, identity rotations, uniform opacity.
+
+    Returns parameters "means" (M, 3), "scales" (M, 3) log, "quats" (M, 4), "opacities" (M,)
+    logits, "sh0" (M, 1, 3) and, for sh_degree > 0, "shN" (M, K - 1, 3).
+    """
+    from scipy.spatial import cKDTree
+
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3 or len(points) == 0:
+        raise DataError(f"initial points must be a non-empty (M, 3) array, got shape {points.shape}")
+    if colors is None:
+        rgb = np.full(points.shape, 0.5)
+    else:
+        rgb = np.asarray(colors, dtype=np.float64)
+        rgb = rgb / 255.0 if np.asarray(colors).dtype == np.uint8 else rgb
+        if rgb.shape != points.shape:
+            raise DataError(f"point colours must be (M, 3) like the points {points.shape}, got {rgb.shape}")
+    neighbours = min(4, len(points))
+    distances, _ = cKDTree(points).query(points, k=neighbours)
+    distances = np.asarray(distances).reshape(len(points), -1)[:, 1:]
+    mean_square = (distances**2).mean(axis=1) if distances.shape[1] else np.ones(len(points))
+    log_scale = np.log(np.sqrt(np.clip(mean_square, 1e-14, None)))
+    count = len(points)
+    opacity = min(max(initial_opacity, 1e-4), 1 - 1e-4)
+    params = {
+        "means": torch.tensor(points, dtype=torch.float32),
+        "scales": torch.tensor(np.repeat(log_scale[:, None], 3, axis=1), dtype=torch.float32),
+        "quats": torch.tensor([[1.0, 0.0, 0.0, 0.0]]).repeat(count, 1),
+        "opacities": torch.full((count,), math.log(opacity / (1 - opacity))),
+        "sh0": torch.tensor(rgb_to_sh_dc(rgb), dtype=torch.float32)[:, None, :],
+    }
+    if sh_degree > 0:
+        params["shN"] = torch.zeros(count, (sh_degree + 1) ** 2 - 1, 3)
+    return {name: torch.nn.Parameter(value) for name, value in params.items()}
+
+
+def gaussians_from_parameters(params: dict[str, torch.Tensor], sh_degree: int) -> Gaussians:
+    """The Gaussians of the optimiser's parameters, with SH up to ``sh_degree``."""
+    coefficients = (sh_degree + 1) ** 2
+    sh = params["sh0"] if coefficients == 1 else torch.cat([params["sh0"], params["shN"][:, : coefficients - 1]], dim=1)
+    return Gaussians(
+        means=params["means"],
+        quats=params["quats"],
+        log_scales=params["scales"],
+        opacity_logits=params["opacities"],
+        sh=sh,
+    )
+
+
+def active_sh_degree(step: int, config: FitConfig) -> int:
+    if config.sh_degree_interval <= 0:
+        return config.sh_degree
+    return min(config.sh_degree, (step - 1) // config.sh_degree_interval)
+
+
+def scene_extent(cameras: Sequence[Camera]) -> float:
+    """3DGS's scene scale: 1.1 x the largest distance of a camera centre from their mean (1 for one camera)."""
+    centres = np.stack([camera.center for camera in cameras])
+    radius = float(np.linalg.norm(centres - centres.mean(axis=0), axis=1).max()) * 1.1
+    return radius if radius > 0 else 1.0
+
+
+def _optimizers(params: dict[str, torch.nn.Parameter], config: FitConfig, extent: float) -> dict[str, torch.optim.Adam]:
+    rates = {
+        "means": config.lr_means * extent,
+        "scales": config.lr_scales,
+        "quats": config.lr_quats,
+        "opacities": config.lr_opacities,
+        "sh0": config.lr_sh0,
+        "shN": config.lr_sh_rest,
+    }
+    # one optimiser per parameter, as gsplat's strategies expect; eps as in 3DGS
+    return {name: torch.optim.Adam([param], lr=rates[name], eps=1e-15) for name, param in params.items()}
+
+
+def _backend(config: FitConfig, registry: Any):
+    if registry is None:
+        from cclgs_core.registry import get_registry
+
+        registry = get_registry()
+    backend = registry.create("field_backend", config.backend, config.backend_options)
+    if not backend.differentiable:
+        raise ConfigError(
+            f"geometry fit needs a field backend differentiable with respect to geometry; {config.backend!r} is not "
+            "(use 'torch' on the CPU or 'gsplat' on CUDA)"
+        )
+    return backend
+
+
+def _strategy(config: FitConfig, params, optimizers, extent: float):
+    if not config.densify:
+        return None, None
+    from gsplat.strategy import DefaultStrategy
+
+    strategy = DefaultStrategy(
+        prune_opa=config.prune_opacity,
+        grow_grad2d=config.grow_grad2d,
+        refine_start_iter=config.refine_start,
+        refine_stop_iter=config.refine_stop or int(0.6 * config.steps),
+        refine_every=config.refine_every,
+        reset_every=config.reset_every or config.steps + 1,
+    )
+    strategy.check_sanity(params, optimizers)
+    return strategy, strategy.initialize_state(scene_scale=extent)
+
+
+def _strategy_info(output, camera: Camera) -> dict[str, Any]:
+    missing = {"means2d", "gaussian_ids", "radii"} - set(output.extras)
+    if missing:
+        raise ConfigError(
+            f"densification needs the backend's {', '.join(sorted(missing))} in RenderOutput.extras; "
+            "this backend does not provide them: set densify to false or use the 'torch' backend"
+        )
+    return {
+        "means2d": output.extras["means2d"],
+        "gaussian_ids": output.extras["gaussian_ids"],
+        "radii": output.extras["radii"],
+        "width": camera.width,
+        "height": camera.height,
+        "n_cameras": 1,
+    }
+
+
+# -- losses and metrics ----------------------------------------------------------------------
+
+
+def ssim(image: torch.Tensor, target: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Mean structural similarity of two (H, W, 3) images in [0, 1], Gaussian window as in 3DGS
+    (zero padding at the borders)."""
+    coordinates = torch.arange(window, dtype=image.dtype, device=image.device) - (window - 1) / 2
+    kernel = torch.exp(-(coordinates**2) / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    x, y = image.permute(2, 0, 1), target.permute(2, 0, 1)  # (3, H, W)
+    stack = torch.cat([x, y, x * x, y * y, x * y])[None]  # (1, 15, H, W)
+    # the 2D Gaussian window is separable: blur rows, then columns
+    blurred = torch.nn.functional.conv2d(stack, kernel.expand(15, 1, 1, window), padding=(0, window // 2), groups=15)
+    blurred = torch.nn.functional.conv2d(blurred, kernel[:, None].expand(15, 1, window, 1), padding=(window // 2, 0), groups=15)
+    mean_x, mean_y, square_x, square_y, product = blurred[0].split(3)
+    var_x = square_x - mean_x**2
+    var_y = square_y - mean_y**2
+    covariance = product - mean_x * mean_y
+    c1, c2 = 0.01**2, 0.03**2
+    value = ((2 * mean_x * mean_y + c1) * (2 * covariance + c2)) / ((mean_x**2 + mean_y**2 + c1) * (var_x + var_y + c2))
+    return value.mean()
+
+
+def psnr(image: torch.Tensor, target: torch.Tensor) -> float:
+    """Peak signal-to-noise ratio in dB of two images in [0, 1] (any equal shapes)."""
+    mse = float(((image.clamp(0, 1) - target) ** 2).mean())
+    return 10.0 * math.log10(1.0 / max(mse, 1e-12))
+
+
+def render_rgb(backend: Any, gaussians: Gaussians, camera: Camera, background: Sequence[float] = (0.0, 0.0, 0.0)) -> torch.Tensor:
+    """(H, W, 3) colour image of ``gaussians`` over ``background``, without gradients."""
+    with torch.no_grad():
+        output = backend.render(gaussians, gaussians.colors(camera), camera)
+        fill = torch.tensor(tuple(background), dtype=output.features.dtype, device=output.features.device)
+        return output.features + (1.0 - output.alpha)[..., None] * fill
+
+
+def evaluate(
+    backend: Any, gaussians: Gaussians, frames: Sequence[Frame], background: Sequence[float] = (0.0, 0.0, 0.0)
+) -> list[float]:
+    """PSNR in dB of ``gaussians`` against each frame's image."""
+    scores = []
+    for frame in frames:
+        target = torch.from_numpy(frame.load_image()).float() / 255.0
+        scores.append(psnr(render_rgb(backend, gaussians, frame.camera, background), target))
+    return scores
