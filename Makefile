@@ -22,7 +22,7 @@ demo: setup
 	$(BIN)/cclgs plugins
 
 test: setup
-	TORCHDYNAMO_DISABLE=1 $(BIN)/python -m pytest -q
+	OMP_WAIT_POLICY=PASSIVE TORCHDYNAMO_DISABLE=1 TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 $(BIN)/python -m pytest -q
 
 clean:
 	rm -rf $(VENV)

@@ -1,8 +1,6 @@
-"""Contract test suites that every plugin, built-in or third-party, runs against itself.
+"""Contract test suites that every plugin, built-in or third-party, runs against itself."""
 
-Field backends: ``cclgs_core.testing.backends.FieldBackendContract``.
-"""
-
+from cclgs_core.testing.backends import FieldBackendContract
 from cclgs_core.testing.contracts import (
     CompressorContract,
     FeatureExtractorContract,
@@ -16,6 +14,14 @@ CONTRACTS = {
     "tracker": TrackerContract,
     "feature_extractor": FeatureExtractorContract,
     "compressor": CompressorContract,
+    "field_backend": FieldBackendContract,
 }
 
-__all__ = ["CONTRACTS", "CompressorContract", "FeatureExtractorContract", "MaskGeneratorContract", "TrackerContract"]
+__all__ = [
+    "CONTRACTS",
+    "CompressorContract",
+    "FeatureExtractorContract",
+    "FieldBackendContract",
+    "MaskGeneratorContract",
+    "TrackerContract",
+]
