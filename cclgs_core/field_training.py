@@ -147,3 +147,15 @@ def _sample_pixels(
         else:
             sampled[level] = (valid, values)
     return sampled
+
+
+def views_accuracy(field_module: SemanticField, gaussians: Gaussians, backend: Any, views: Sequence[FieldView]) -> float:
+    """Share of target pixels, over all ``views`` and codebook levels, whose decoded index equals the target."""
+    correct = total = 0
+    for view in views:
+        with torch.no_grad():
+            rendered = backend.render(gaussians, field_module.features, view.camera).features  # (H, W, levels * d_f)
+        for level, (valid, targets) in view.targets().items():
+            correct += int((field_module.predicted_targets(rendered[valid], level) == targets).sum())
+            total += int(valid.sum())
+    return correct / max(total, 1)

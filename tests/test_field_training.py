@@ -10,7 +10,7 @@ import torch
 
 from cclgs_core.config import load_config
 from cclgs_core.datasets import load_scene
-from cclgs_core.field_training import FieldView, train_field
+from cclgs_core.field_training import FieldView, train_field, views_accuracy
 from cclgs_core.pipeline import prepare_field_targets
 from cclgs_core.ply import read_gaussians
 from cclgs_core.registry import get_registry
@@ -61,19 +61,6 @@ def _held_out_views(scene, config, compressors) -> list[FieldView]:
     return views
 
 
-def _accuracy(field, gaussians, backend, views) -> float:
-    """Share of masked pixels, over all views and levels, whose decoded index equals the target."""
-    correct = total = 0
-    for view in views:
-        with torch.no_grad():
-            rendered = backend.render(gaussians, field.features, view.camera).features
-        for level, (valid, targets) in view.targets().items():
-            predicted = field.predicted_targets(rendered[valid], level)
-            correct += int((predicted == targets).sum())
-            total += int(valid.sum())
-    return correct / total
-
-
 def test_field_learns_noise_free_targets(prepared):
     scene, config, run, _ = prepared
     gaussians = read_gaussians(scene.gaussians_path)
@@ -81,8 +68,8 @@ def test_field_learns_noise_free_targets(prepared):
     field, log = train_field(gaussians, run.views, run.compressors, backend, iterations=600, log_every=20)
     start, end = np.mean(log.losses[:2]), np.mean(log.losses[-3:])
     assert end < 0.25 * start, (start, end)
-    assert _accuracy(field, gaussians, backend, run.views) >= 0.90
-    assert _accuracy(field, gaussians, backend, _held_out_views(scene, config, run.compressors)) >= 0.90
+    assert views_accuracy(field, gaussians, backend, run.views) >= 0.90
+    assert views_accuracy(field, gaussians, backend, _held_out_views(scene, config, run.compressors)) >= 0.90
 
 
 def test_resumed_training_matches_uninterrupted(prepared, tmp_path):
