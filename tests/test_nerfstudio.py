@@ -70,11 +70,11 @@ def nerfstudio_environment() -> dict[str, str]:
 
 
 def train_command(root: Path, scene: Path, device: str) -> list[str]:
-    """``ns-train ccl-lgs`` on the world: 50 iterations at full resolution on a white background.
+    """``ns-train ccl-lgs`` on the world: 100 iterations at full resolution on a white background.
     Refinement runs every 10 steps after a warm-up of 10; gsplat's strategy pauses it until step
-    20 (training views + refine_every), so the Gaussians are split, duplicated and pruned at
-    steps 20, 30 and 40. The semantic learning rates are raised from 1e-3 so that 50 steps
-    suffice to learn the classes."""
+    20 (training views + refine_every), so the Gaussians are split, duplicated and pruned
+    every 10 steps from step 20 on. The semantic learning rates are raised from 1e-3 so that
+    100 steps suffice to learn the classes."""
     return [
         sys.executable, "-m", "nerfstudio.scripts.train", "ccl-lgs",
         "--data", str(scene),
@@ -82,8 +82,8 @@ def train_command(root: Path, scene: Path, device: str) -> list[str]:
         "--experiment-name", "world",
         "--timestamp", "run",
         "--machine.device-type", device,
-        "--max-num-iterations", "50",
-        "--steps-per-save", "50",
+        "--max-num-iterations", "100",
+        "--steps-per-save", "100",
         "--vis", "tensorboard",
         "--pipeline.model.cclgs-config", str(root / "run.toml"),
         "--pipeline.model.cclgs-run-dir", str(root / "cclgs"),
