@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from cclgs_cli.fit import fit
 from cclgs_cli.synth import synth
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ app = typer.Typer(
 plugins_app = typer.Typer(help="List installed plugins, or check one against its contract suite.")
 app.add_typer(plugins_app, name="plugins")
 app.command("synth")(synth)
+app.command("fit")(fit)
 
 
 class _State:
