@@ -46,6 +46,24 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def remove_stale_temporaries(directory: Path) -> None:
+    """Delete temporary files that a killed writer left in ``directory`` (their process is gone)."""
+    for temporary in directory.glob(".*.tmp") if directory.is_dir() else ():
+        pid = temporary.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            temporary.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Artifact:
     """One stage's result directory, filled item by item."""
 
@@ -53,6 +71,7 @@ class Artifact:
         self.path = path
         self.description = dict(description)
         self._manifest = self._read_manifest()
+        remove_stale_temporaries(path)
 
     def _read_manifest(self) -> dict[str, Any]:
         manifest_path = self.path / MANIFEST

@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from cclgs_core.cache import atomic_write_bytes
+from cclgs_core.cache import atomic_write_bytes, remove_stale_temporaries
 from cclgs_core.errors import CclgsError
 from cclgs_core.gaussians import Gaussians
 from cclgs_core.semantic_field import SemanticField, pixel_targets, target_accuracy
@@ -99,6 +99,8 @@ def train_field(
     optimizer = torch.optim.Adam(semantic.parameters(), lr=lr, betas=(0.9, 0.999))
     log = TrainingLog()
     start = 0
+    if checkpoint_path is not None:
+        remove_stale_temporaries(Path(checkpoint_path).parent)
     if checkpoint_path is not None and Path(checkpoint_path).exists():
         state = torch.load(checkpoint_path, weights_only=False)
         semantic.load_state_dict(state["field"])

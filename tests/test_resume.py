@@ -1,0 +1,129 @@
+"""Killed runs resume to the same results; corrupted cache items are detected and recomputed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import run_cli
+
+CONFIG = """
+[mask_generator]
+name = "synthetic"
+[feature_extractor]
+name = "simulated"
+[tracker]
+name = "none"
+[compressor]
+name = "codebook"
+steps = 200
+[field_backend]
+name = "cached"
+[train]
+iterations = 400
+checkpoint_every = 20
+pixels_per_step = 2000
+"""
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    from cclgs_synthetic.world import generate_world
+
+    root = tmp_path_factory.mktemp("resume")
+    (root / "run.toml").write_text(CONFIG)
+    return generate_world(root / "world", objects=3, width=48, height=48, train_views=12, test_views=1)
+
+
+def _items(run: Path, stage: str) -> dict[str, bytes]:
+    """Every finished item of the single artifact of ``stage``: name -> bytes."""
+    (artifact,) = (run / "cache" / stage).iterdir()
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    assert manifest["complete"]
+    return {name: (artifact / name).read_bytes() for name in manifest["items"]}
+
+
+def _kill_when(command: list[str], ready) -> None:
+    """Start ``command``, SIGKILL it as soon as ``ready()`` is true (or it ends by itself)."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while process.poll() is None and not ready() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cclgs_cli.app", *args]
+
+
+def _manifest_items(run: Path, stage: str) -> int:
+    for manifest in (run / "cache" / stage).glob("*/manifest.json"):
+        try:
+            return len(json.loads(manifest.read_text())["items"])
+        except (json.JSONDecodeError, FileNotFoundError):
+            return 0
+    return 0
+
+
+@pytest.mark.parametrize("kill_after_items", [1, 5, 11])
+def test_killed_preprocessing_resumes_to_identical_artifacts(world, tmp_path, kill_after_items):
+    config = str(world.parent / "run.toml")
+    reference = tmp_path / "reference"
+    assert run_cli("preprocess", str(world), "-c", config, "--run", str(reference)).returncode == 0
+    killed = tmp_path / "killed"
+    _kill_when(_cli("preprocess", str(world), "-c", config, "--run", str(killed)), lambda: _manifest_items(killed, "masks") >= kill_after_items)
+    resumed = run_cli("preprocess", str(world), "-c", config, "--run", str(killed))
+    assert resumed.returncode == 0, resumed.stderr
+    for stage in ("masks", "features"):
+        assert _items(killed, stage) == _items(reference, stage)
+    leftovers = [p for p in (killed / "cache").rglob(".*.tmp")]
+    assert not leftovers, leftovers
+
+
+def test_corrupted_item_is_recomputed(world, tmp_path):
+    config = str(world.parent / "run.toml")
+    run = tmp_path / "run"
+    assert run_cli("preprocess", str(world), "-c", config, "--run", str(run)).returncode == 0
+    (artifact,) = (run / "cache" / "features").iterdir()
+    victim = sorted(artifact.glob("*.npz"))[3]
+    original = victim.read_bytes()
+    victim.write_bytes(original[:-10] + b"0123456789")
+    again = run_cli("preprocess", str(world), "-c", config, "--run", str(run))
+    assert again.returncode == 0, again.stderr
+    assert "masks computed for 0, features for 1" in again.stdout
+    assert victim.read_bytes() == original
+
+
+def _field_tensors(path: Path) -> dict[str, torch.Tensor]:
+    payload = torch.load(path, weights_only=True)
+    tensors = {"features": payload["features"]}
+    for level, state in payload["heads"].items():
+        tensors.update({f"{level}.{name}": value for name, value in state.items()})
+    return tensors
+
+
+def test_killed_training_resumes_to_the_same_field(world, tmp_path):
+    config = str(world.parent / "run.toml")
+    reference = tmp_path / "reference"
+    assert run_cli("train", str(world), "-c", config, "--run", str(reference)).returncode == 0
+    killed = tmp_path / "killed"
+    checkpoint = killed / "field" / "checkpoint.pt"
+    _kill_when(_cli("train", str(world), "-c", config, "--run", str(killed)), checkpoint.exists)
+    assert not (killed / "field" / "semantic_field.pt").exists(), "the run finished before it could be killed"
+    resumed = run_cli("train", str(world), "-c", config, "--run", str(killed))
+    assert resumed.returncode == 0, resumed.stderr
+    expected, actual = _field_tensors(reference / "field" / "semantic_field.pt"), _field_tensors(killed / "field" / "semantic_field.pt")
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        np.testing.assert_array_equal(actual[name].numpy(), expected[name].numpy(), err_msg=name)
+    assert not list((killed / "field").glob(".*.tmp"))
