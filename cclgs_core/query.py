@@ -88,7 +88,9 @@ class QueryEngine:
         return (scores[chosen] > threshold).numpy(), chosen
 
 
-def load_query_engine(field_path: Path, backend_name: str = "torch", registry: Any = None) -> QueryEngine:
+def load_query_engine(
+    field_path: Path, backend_name: str = "torch", registry: Any = None, backend_options: dict[str, Any] | None = None
+) -> QueryEngine:
     """Build a QueryEngine from a saved field file (which names its Gaussians and feature extractor)."""
     from cclgs_core.field_io import load_field
     from cclgs_core.ply import read_gaussians
@@ -98,5 +100,74 @@ def load_query_engine(field_path: Path, backend_name: str = "torch", registry: A
     saved = load_field(field_path, registry)
     gaussians = read_gaussians(saved.gaussians_path)
     extractor = registry.create("feature_extractor", saved.feature_extractor["name"], saved.feature_extractor["options"])
-    backend = registry.create("field_backend", backend_name)
+    backend = registry.create("field_backend", backend_name, backend_options or {})
     return QueryEngine(saved.field, gaussians, backend, extractor)
+
+
+@dataclass
+class ViewAnswer:
+    """One text in one view: the chosen level, the peak relevance, the mask's share of the view, and the PNGs."""
+
+    text: str
+    frame: str
+    level: str
+    peak: float
+    coverage: float
+    relevance_png: str
+    mask_png: str
+
+
+def answer_in_views(
+    engine: QueryEngine, frames: Sequence[Any], texts: Sequence[str], out_dir: Path, threshold: float = 0.5
+) -> list[ViewAnswer]:
+    """Score every text in every frame; write ``OUT/<text>/<frame>_relevance.png`` (the chosen
+    level's relevance over the image: transparent at 0.5 = no better than the canonical phrases,
+    full colour at 1) and ``<frame>_mask.png`` (white where the relevance exceeds ``threshold``)."""
+    from cclgs_core.visualize import heatmap_overlay, save_png
+
+    out_dir = Path(out_dir)
+    folders = _unique_slugs(texts)
+    answers = []
+    for frame in frames:
+        image = frame.load_image()
+        relevance_maps = engine.view(frame.camera, texts)
+        stem = frame.name.replace("/", "__")
+        for index, text in enumerate(texts):
+            level = relevance_maps.best_level(index)
+            relevance_map = relevance_maps.maps[index, level]  # (H, W)
+            mask = relevance_map > threshold
+            relevance_path = save_png(out_dir / folders[index] / f"{stem}_relevance.png", heatmap_overlay(image, relevance_map, 0.5, 1.0))
+            mask_path = save_png(out_dir / folders[index] / f"{stem}_mask.png", mask)
+            answers.append(
+                ViewAnswer(
+                    text, frame.name, relevance_maps.levels[level], float(relevance_map.max()), float(mask.mean()),
+                    relevance_path.relative_to(out_dir).as_posix(), mask_path.relative_to(out_dir).as_posix(),
+                )
+            )
+    return answers
+
+
+def _unique_slugs(texts: Sequence[str]) -> list[str]:
+    """A distinct folder name per text (a numeric suffix where two texts give the same slug)."""
+    from cclgs_core.visualize import slug
+
+    names: list[str] = []
+    for text in texts:
+        name, count = slug(text), 2
+        while name in names:
+            name, count = f"{slug(text)}_{count}", count + 1
+        names.append(name)
+    return names
+
+
+def export_selection(engine: QueryEngine, text: str, path: Path, threshold: float = 0.5) -> tuple[int, str]:
+    """Write the Gaussians that ``text`` selects (``select_gaussians``) as a standard 3DGS .ply.
+    Returns (how many were selected, the level used); DataError when none is selected."""
+    from cclgs_core.errors import DataError
+    from cclgs_core.ply import write_gaussians
+
+    selected, level = engine.select_gaussians(text, threshold)
+    if not selected.any():
+        raise DataError(f"no Gaussian has relevance above {threshold} for {text!r}; lower --threshold or rephrase the query")
+    write_gaussians(Path(path), engine.gaussians.subset(torch.as_tensor(selected)))
+    return int(selected.sum()), level
