@@ -9,15 +9,15 @@ applied to each Gaussian's own feature selects the Gaussians of a query.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from cclgs_core.gaussians import Gaussians
-from cclgs_core.relevance import relevance, text_embeddings
+from cclgs_core.relevance import relevance, relevance_in_chunks, text_embeddings
 from cclgs_core.semantic_field import SemanticField
 from cclgs_core.types import Camera
 
@@ -36,7 +36,8 @@ def level_relevance(field: SemanticField, features: torch.Tensor, level: str, qu
             prototypes = compressor.decode(torch.eye(outputs.shape[1]))  # (L, D): decode of each one-hot
             per_prototype = relevance(prototypes, queries, canonical)  # (T, L)
             return per_prototype[:, outputs.argmax(dim=1)]
-        return relevance(compressor.decode(outputs), queries, canonical)
+        # Latents decode to (P, D) embeddings: in chunks, so a full-resolution view stays small in memory.
+        return relevance_in_chunks(lambda start, stop: compressor.decode(outputs[start:stop]), len(outputs), queries, canonical)
 
 
 @dataclass
@@ -118,17 +119,26 @@ class ViewAnswer:
 
 
 def answer_in_views(
-    engine: QueryEngine, frames: Sequence[Any], texts: Sequence[str], out_dir: Path, threshold: float = 0.5
+    engine: QueryEngine,
+    frames: Sequence[Any],
+    texts: Sequence[str],
+    out_dir: Path,
+    threshold: float = 0.5,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> list[ViewAnswer]:
     """Score every text in every frame; write ``OUT/<text>/<frame>_relevance.png`` (the chosen
     level's relevance over the image: transparent at 0.5 = no better than the canonical phrases,
-    full colour at 1) and ``<frame>_mask.png`` (white where the relevance exceeds ``threshold``)."""
+    full colour at 1), ``<frame>_mask.png`` (white where the relevance exceeds ``threshold``) and
+    ``OUT/query.json`` listing every answer."""
+    import json
+
+    from cclgs_core.cache import atomic_write_text
     from cclgs_core.visualize import heatmap_overlay, save_png
 
     out_dir = Path(out_dir)
     folders = _unique_slugs(texts)
     answers = []
-    for frame in frames:
+    for done, frame in enumerate(frames):
         image = frame.load_image()
         relevance_maps = engine.view(frame.camera, texts)
         stem = frame.name.replace("/", "__")
@@ -144,7 +154,31 @@ def answer_in_views(
                     relevance_path.relative_to(out_dir).as_posix(), mask_path.relative_to(out_dir).as_posix(),
                 )
             )
+        if progress is not None:
+            progress("views", done + 1, len(frames))
+    summary = {"threshold": threshold, "answers": [asdict(answer) for answer in answers]}
+    atomic_write_text(out_dir / "query.json", json.dumps(summary, indent=2))
     return answers
+
+
+def choose_frames(scene: Any, names: Sequence[str] = (), all_views: bool = False, split: str = "test") -> list[Any]:
+    """The frames named (any split), else every frame of ``split`` (``all_views``) or its first frame."""
+    from cclgs_core.errors import ConfigError, DataError
+
+    if split not in ("train", "test"):
+        raise ConfigError(f"split must be train or test, got {split!r}")
+    if names:
+        by_name = {frame.name: frame for frame in scene.frames}
+        unknown = [name for name in names if name not in by_name]
+        if unknown:
+            sample = ", ".join(sorted(by_name)[:5])
+            raise DataError(f"{scene.root}: no frame named {unknown[0]!r}; frame names look like {sample}")
+        return [by_name[name] for name in names]
+    frames = scene.split(split)
+    if not frames:
+        other = "train" if split == "test" else "test"
+        raise DataError(f"{scene.root}: the scene has no {split} frames; pass --split {other} or --view NAME")
+    return frames if all_views else frames[:1]
 
 
 def _unique_slugs(texts: Sequence[str]) -> list[str]:

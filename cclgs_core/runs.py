@@ -143,6 +143,13 @@ class OpenedRun:
     field_path: Path
     info: RunInfo | None
     scene: Scene | None
+    #: The run directory when the field belongs to one.
+    run_dir: Path | None = None
+
+    @property
+    def output_dir(self) -> Path:
+        """Where results of this field go by default: the run directory, else the field file's folder."""
+        return self.run_dir if self.run_dir is not None else self.field_path.parent
 
 
 def open_run(
@@ -162,17 +169,17 @@ def open_run(
     from cclgs_core.query import load_query_engine
 
     path = Path(path)
-    info = None
+    info, run_dir = None, None
     if path.is_dir():
-        info = read_run_info(path)
+        info, run_dir = read_run_info(path), path
         field_path = path / info.field
     elif path.is_file():
         field_path = path
-        run_dir = path.resolve().parent.parent
-        if (run_dir / RUN_FILE).is_file():
-            candidate = read_run_info(run_dir)
-            if (run_dir / candidate.field).resolve() == path.resolve():
-                info = candidate
+        parent = path.parent.parent
+        if (parent / RUN_FILE).is_file():
+            candidate = read_run_info(parent)
+            if (parent / candidate.field).resolve() == path.resolve():
+                info, run_dir = candidate, parent
     else:
         raise DataError(f"{path}: no such run directory or field file; pass the run folder of `cclgs train` (default SCENE/cclgs)")
     if backend is not None:
@@ -187,4 +194,4 @@ def open_run(
         scene = load_scene(scene_path, downscale=downscale or 1)
     elif info is not None:
         scene = apply_protocol(load_scene(Path(info.scene), downscale=downscale or info.downscale), info.protocol)
-    return OpenedRun(engine, field_path, info, scene)
+    return OpenedRun(engine, field_path, info, scene, run_dir)

@@ -54,8 +54,8 @@ name = "cached"
 top_k = 64
 
 [train]
-iterations = 150
-lr = 0.03
+iterations = 100
+lr = 0.05
 """
 
 
@@ -172,7 +172,7 @@ def test_synthetic_eval_reports_learned_held_out_segmentation(world, synthetic_r
     assert scene["frames"] == 2 and scene["trained_on"] == 0
     categories = {query["category"] for query in scene["queries"]}
     assert categories <= set(world_classes(world)) and len(scene["queries"]) >= 6
-    # Learning happened: held-out masks overlap the truth (an untrained field scores about 0.01 here).
+    # Learning happened: held-out masks overlap the truth (after 1 iteration instead of 100 the mIoU is 0.0).
     assert report["miou"] == scene["miou"] > 0.35 and scene["localization"] >= 0.5
     markdown = (out / "report.md").read_text()
     assert "**Protocol: heldout**" in markdown and "a simulation" in markdown
