@@ -36,12 +36,13 @@ from cclgs_core.runs import PROTOCOLS, OpenedRun, open_run, read_run_info
 BENCHMARKS: dict[str, str] = {
     "lerf": (
         "LERF-OVS: per (frame, category), LangSplat's evaluation (relevance blended with its 30x30 box filter, "
-        "min-max rescaled, threshold 0.4, 7x7 majority filter); mIoU and localization accuracy (the peak of the "
-        "box-filtered relevance inside a box of the category)"
+        "min-max rescaled, threshold 0.4, 7x7 majority filter); mIoU and localization accuracy (LangSplat's rule: a "
+        "hit when any pixel tying for the peak of the box-filtered relevance lies in a box of the category, so a flat "
+        "map counts as a hit)"
     ),
     "synthetic": (
-        "synthetic world (a simulation, not real data): its labelled held-out views through the LERF-OVS evaluator; "
-        "mIoU and localization accuracy"
+        "synthetic world (a simulation, not real data): its labelled held-out views through the LERF-OVS evaluator "
+        "(LangSplat's smoothing, threshold and localization rule); mIoU and localization accuracy"
     ),
     "3dovs": (
         "3D-OVS: per labelled view, each pixel takes the class of highest relevance among the scene's class list; "
@@ -315,6 +316,11 @@ def write_report(report: Report, out_dir: Path) -> tuple[Path, Path]:
     return json_path, markdown_path
 
 
+def _cell(text: str) -> str:
+    """Text safe inside a markdown table cell."""
+    return text.replace("|", "\\|")
+
+
 def percent(value: float | None) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}"
 
@@ -339,7 +345,7 @@ def report_markdown(report: Report) -> str:
     lines.append(mean + (f" **{percent(report.localization)}** |" if has_localization else ""))
     for scene in report.scenes:
         lines += ["", f"## {scene.name}", "", f"Run: `{scene.run}`", "", "| category | mIoU |", "| --- | ---: |"]
-        lines += [f"| {category} | {percent(value)} |" for category, value in scene.per_category.items()]
+        lines += [f"| {_cell(category)} | {percent(value)} |" for category, value in scene.per_category.items()]
         lines += [
             "",
             "Pictures: image | ground truth (green) | relevance (heatmap) | predicted mask (red).",
@@ -349,6 +355,6 @@ def report_markdown(report: Report) -> str:
         ]
         for query in scene.queries:
             localized = "n/a" if query.localized is None else ("yes" if query.localized else "no")
-            picture = f"![{query.category}]({query.picture})" if query.picture else ""
-            lines.append(f"| {query.frame} | {query.category} | {percent(query.iou)} | {localized} | {query.level} | {picture} |")
+            picture = f"![{_cell(query.category)}]({query.picture})" if query.picture else ""
+            lines.append(f"| {query.frame} | {_cell(query.category)} | {percent(query.iou)} | {localized} | {query.level} | {picture} |")
     return "\n".join(lines) + "\n"

@@ -299,3 +299,43 @@ def test_query_and_eval_name_what_is_missing(tmp_path):
         cclgs("query", tmp_path / "absent.pt", "--text", "mug")
     with pytest.raises(DataError, match="no run.json"):
         cclgs("eval", "lerf", tmp_path, "--out", tmp_path / "out")
+
+
+# -- pieces --------------------------------------------------------------------------------------------
+
+
+def test_latent_relevance_in_chunks_equals_the_direct_computation():
+    import torch
+
+    from cclgs_core.query import level_relevance
+    from cclgs_core.registry import get_registry
+    from cclgs_core.relevance import relevance
+    from cclgs_core.semantic_field import SemanticField
+
+    rng = np.random.default_rng(0)
+    features = rng.standard_normal((20, 512)).astype(np.float32)
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    compressors = {}
+    for level in ("sp", "wp"):
+        compressors[level] = get_registry().create("compressor", "autoencoder", {"steps": 3})
+        compressors[level].fit([features], [np.full(20, -1)], seed=0)
+    field = SemanticField(70_000, compressors)
+    rendered = torch.randn(70_000, 16)  # more rows than one chunk of 65536
+    queries, canonical = (torch.nn.functional.normalize(torch.randn(n, 512), dim=1) for n in (2, 4))
+    chunked = level_relevance(field, rendered, "wp", queries, canonical)
+    with torch.no_grad():
+        direct = relevance(compressors["wp"].decode(field.outputs(rendered, "wp")), queries, canonical)
+    assert chunked.shape == (2, 70_000) and torch.allclose(chunked, direct, atol=1e-6)
+
+
+def test_pictures_and_names():
+    from cclgs_core.visualize import colormap, heatmap_overlay, panel_row, slug
+
+    assert slug("  Red mug! (left) ") == "red_mug_left" and slug("???") == "query"
+    ends = colormap(np.array([[0.0, 1.0, 2.0]]))
+    assert tuple(ends[0, 0]) == (20, 20, 90) and tuple(ends[0, 1]) == tuple(ends[0, 2]) == (220, 30, 20)
+    image = np.full((4, 5, 3), 100, np.uint8)
+    overlay = heatmap_overlay(image, np.array([[0.5] * 5, [1.0] * 5, [0.2] * 5, [0.75] * 5]), 0.5, 1.0)
+    assert (overlay[0] == 100).all() and (overlay[2] == 100).all() and (overlay[1] != 100).any()
+    row = panel_row([image, image], min_height=8, gap=3)
+    assert row.shape == (8, 2 * 10 + 3, 3) and (row[:, 10:13] == 255).all()
