@@ -197,7 +197,7 @@ def _evaluate_polygons(opened: OpenedRun, frames: Sequence[Any], pictures: Path 
         if not categories:
             step(done + 1)
             continue
-        relevance = opened.engine.view(frame.camera, categories)
+        relevance = opened.engine.view(frame.camera, categories)  # maps (T, levels, H, W)
         image = frame.load_image() if pictures is not None else None
         for index, category in enumerate(categories):
             truth = labels.categories[category]
@@ -205,7 +205,9 @@ def _evaluate_polygons(opened: OpenedRun, frames: Sequence[Any], pictures: Path 
             picture = None
             if pictures is not None:
                 smoothed = result.relevance
-                picture = _write_picture(pictures, frame.name, category, image, truth.mask, smoothed, float(smoothed.min()), float(smoothed.max()), result.mask)
+                picture = _write_picture(
+                    pictures, frame.name, index, category, image, truth.mask, smoothed, float(smoothed.min()), float(smoothed.max()), result.mask
+                )
             records.append(QueryRecord(frame.name, category, result.iou, bool(result.localized), relevance.levels[result.level], picture))
         step(done + 1)
     return records
@@ -223,7 +225,7 @@ def _evaluate_class_masks(
     records = []
     for done, frame in enumerate(frames):
         truth = read_class_masks(frame.ground_truth["class_masks"], classes, (frame.camera.width, frame.camera.height))  # (C, H, W)
-        relevance = opened.engine.view(frame.camera, classes)
+        relevance = opened.engine.view(frame.camera, classes)  # maps (C, levels, H, W)
         levels = [relevance.best_level(index) for index in range(len(classes))]
         chosen = np.stack([relevance.maps[index, level] for index, level in enumerate(levels)])  # (C, H, W)
         predicted = chosen.argmax(axis=0)  # (H, W) class index per pixel
@@ -234,24 +236,26 @@ def _evaluate_class_masks(
                 continue
             picture = None
             if pictures is not None:
-                picture = _write_picture(pictures, frame.name, name, image, truth[index], chosen[index], 0.5, 1.0, mask)
+                picture = _write_picture(pictures, frame.name, index, name, image, truth[index], chosen[index], 0.5, 1.0, mask)
             records.append(QueryRecord(frame.name, name, iou(mask, truth[index]), None, relevance.levels[levels[index]], picture))
         step(done + 1)
     return records
 
 
 def _write_picture(
-    directory: Path, frame: str, category: str, image: np.ndarray, truth: np.ndarray, relevance: np.ndarray,
+    directory: Path, frame: str, position: int, category: str, image: np.ndarray, truth: np.ndarray, relevance: np.ndarray,
     low: float, high: float, mask: np.ndarray,
 ) -> str:
-    """image | truth | relevance heatmap | predicted mask, as one PNG; returns its name in ``directory``.
+    """image | truth | relevance heatmap | predicted mask, as one PNG named by the frame and the
+    category (with its position in the frame, as categories differing in case are distinct);
+    returns its name in ``directory``.
 
     image: (H, W, 3) uint8; truth, mask: (H, W) bool; relevance: (H, W) shown from ``low`` to ``high``.
     """
     from cclgs_core.visualize import TRUTH_COLOR, heatmap_overlay, mask_overlay, panel_row, save_png, slug
 
     row = panel_row([image, mask_overlay(image, truth, TRUTH_COLOR), heatmap_overlay(image, relevance, low, high), mask_overlay(image, mask)])
-    file_name = f"{frame.replace('/', '__')}__{slug(category)}.png"
+    file_name = f"{frame.replace('/', '__')}__{position:02d}_{slug(category)}.png"
     save_png(directory / file_name, row)
     return file_name
 

@@ -25,12 +25,16 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cclgs_core.cache import atomic_write_text
 from cclgs_core.datasets.common import EVALUATION_KINDS
 from cclgs_core.errors import ConfigError, DataError
 from cclgs_core.types import Frame, Scene
+
+if TYPE_CHECKING:
+    from cclgs_core.config import RunConfig
+    from cclgs_core.pipeline import Progress, TrainResult
 
 RUN_FILE = "run.json"
 FORMAT_VERSION = 1
@@ -100,14 +104,14 @@ def read_run_info(run_dir: Path) -> RunInfo:
 
 def train_run(
     scene_path: Path,
-    config: Any,
+    config: "RunConfig",
     run_dir: Path,
     downscale: int = 1,
     protocol: str = "heldout",
     gaussians_path: Path | None = None,
     registry: Any = None,
-    progress: Any = None,
-) -> tuple[Any, RunInfo]:
+    progress: "Progress | None" = None,
+) -> tuple["TrainResult", RunInfo]:
     """Load the scene, split it by ``protocol``, train the field (``pipeline.run_training``) and
     write run.json. Returns the TrainResult and the RunInfo."""
     from cclgs_core.datasets import load_scene
