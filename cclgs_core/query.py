@@ -9,15 +9,15 @@ applied to each Gaussian's own feature selects the Gaussians of a query.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from cclgs_core.gaussians import Gaussians
-from cclgs_core.relevance import relevance, text_embeddings
+from cclgs_core.relevance import relevance, relevance_in_chunks, text_embeddings
 from cclgs_core.semantic_field import SemanticField
 from cclgs_core.types import Camera
 
@@ -36,7 +36,8 @@ def level_relevance(field: SemanticField, features: torch.Tensor, level: str, qu
             prototypes = compressor.decode(torch.eye(outputs.shape[1]))  # (L, D): decode of each one-hot
             per_prototype = relevance(prototypes, queries, canonical)  # (T, L)
             return per_prototype[:, outputs.argmax(dim=1)]
-        return relevance(compressor.decode(outputs), queries, canonical)
+        # Latents decode to (P, D) embeddings: in chunks, so a full-resolution view stays small in memory.
+        return relevance_in_chunks(lambda start, stop: compressor.decode(outputs[start:stop]), len(outputs), queries, canonical)
 
 
 @dataclass
@@ -88,7 +89,9 @@ class QueryEngine:
         return (scores[chosen] > threshold).numpy(), chosen
 
 
-def load_query_engine(field_path: Path, backend_name: str = "torch", registry: Any = None) -> QueryEngine:
+def load_query_engine(
+    field_path: Path, backend_name: str = "torch", registry: Any = None, backend_options: dict[str, Any] | None = None
+) -> QueryEngine:
     """Build a QueryEngine from a saved field file (which names its Gaussians and feature extractor)."""
     from cclgs_core.field_io import load_field
     from cclgs_core.ply import read_gaussians
@@ -98,5 +101,107 @@ def load_query_engine(field_path: Path, backend_name: str = "torch", registry: A
     saved = load_field(field_path, registry)
     gaussians = read_gaussians(saved.gaussians_path)
     extractor = registry.create("feature_extractor", saved.feature_extractor["name"], saved.feature_extractor["options"])
-    backend = registry.create("field_backend", backend_name)
+    backend = registry.create("field_backend", backend_name, backend_options or {})
     return QueryEngine(saved.field, gaussians, backend, extractor)
+
+
+@dataclass
+class ViewAnswer:
+    """One text in one view: the chosen level, the peak relevance, the mask's share of the view, and the PNGs."""
+
+    text: str
+    frame: str
+    level: str
+    peak: float
+    coverage: float
+    relevance_png: str
+    mask_png: str
+
+
+def answer_in_views(
+    engine: QueryEngine,
+    frames: Sequence[Any],
+    texts: Sequence[str],
+    out_dir: Path,
+    threshold: float = 0.5,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> list[ViewAnswer]:
+    """Score every text in every frame; write ``OUT/<text>/<frame>_relevance.png`` (the chosen
+    level's relevance over the image: transparent at 0.5 = no better than the canonical phrases,
+    full colour at 1), ``<frame>_mask.png`` (white where the relevance exceeds ``threshold``) and
+    ``OUT/query.json`` listing every answer."""
+    import json
+
+    from cclgs_core.cache import atomic_write_text
+    from cclgs_core.visualize import heatmap_overlay, save_png
+
+    out_dir = Path(out_dir)
+    folders = _unique_slugs(texts)
+    answers = []
+    for done, frame in enumerate(frames):
+        image = frame.load_image()
+        relevance_maps = engine.view(frame.camera, texts)
+        stem = frame.name.replace("/", "__")
+        for index, text in enumerate(texts):
+            level = relevance_maps.best_level(index)
+            relevance_map = relevance_maps.maps[index, level]  # (H, W)
+            mask = relevance_map > threshold
+            relevance_path = save_png(out_dir / folders[index] / f"{stem}_relevance.png", heatmap_overlay(image, relevance_map, 0.5, 1.0))
+            mask_path = save_png(out_dir / folders[index] / f"{stem}_mask.png", mask)
+            answers.append(
+                ViewAnswer(
+                    text, frame.name, relevance_maps.levels[level], float(relevance_map.max()), float(mask.mean()),
+                    relevance_path.relative_to(out_dir).as_posix(), mask_path.relative_to(out_dir).as_posix(),
+                )
+            )
+        if progress is not None:
+            progress("views", done + 1, len(frames))
+    summary = {"threshold": threshold, "answers": [asdict(answer) for answer in answers]}
+    atomic_write_text(out_dir / "query.json", json.dumps(summary, indent=2))
+    return answers
+
+
+def choose_frames(scene: Any, names: Sequence[str] = (), all_views: bool = False, split: str = "test") -> list[Any]:
+    """The frames named (any split), else every frame of ``split`` (``all_views``) or its first frame."""
+    from cclgs_core.errors import ConfigError, DataError
+
+    if split not in ("train", "test"):
+        raise ConfigError(f"split must be train or test, got {split!r}")
+    if names:
+        by_name = {frame.name: frame for frame in scene.frames}
+        unknown = [name for name in names if name not in by_name]
+        if unknown:
+            sample = ", ".join(sorted(by_name)[:5])
+            raise DataError(f"{scene.root}: no frame named {unknown[0]!r}; frame names look like {sample}")
+        return [by_name[name] for name in names]
+    frames = scene.split(split)
+    if not frames:
+        other = "train" if split == "test" else "test"
+        raise DataError(f"{scene.root}: the scene has no {split} frames; pass --split {other} or --view NAME")
+    return frames if all_views else frames[:1]
+
+
+def _unique_slugs(texts: Sequence[str]) -> list[str]:
+    """A distinct folder name per text (a numeric suffix where two texts give the same slug)."""
+    from cclgs_core.visualize import slug
+
+    names: list[str] = []
+    for text in texts:
+        name, count = slug(text), 2
+        while name in names:
+            name, count = f"{slug(text)}_{count}", count + 1
+        names.append(name)
+    return names
+
+
+def export_selection(engine: QueryEngine, text: str, path: Path, threshold: float = 0.5) -> tuple[int, str]:
+    """Write the Gaussians that ``text`` selects (``select_gaussians``) as a standard 3DGS .ply.
+    Returns (how many were selected, the level used); DataError when none is selected."""
+    from cclgs_core.errors import DataError
+    from cclgs_core.ply import write_gaussians
+
+    selected, level = engine.select_gaussians(text, threshold)
+    if not selected.any():
+        raise DataError(f"no Gaussian has relevance above {threshold} for {text!r}; lower --threshold or rephrase the query")
+    write_gaussians(Path(path), engine.gaussians.subset(torch.as_tensor(selected)))
+    return int(selected.sum()), level

@@ -80,7 +80,8 @@ def test_layout_and_keys(world, tables):
         matrix = np.array(frame["transform_matrix"])
         assert matrix.shape == (4, 4) and np.allclose(matrix[3], [0, 0, 0, 1])
         assert np.allclose(matrix[:3, :3] @ matrix[:3, :3].T, np.eye(3), atol=1e-9)
-        assert set(frame["ground_truth"]) == {"class", "instance", "part", "depth"}
+        labelled = {"objects"} if frame["file_path"] in meta["test_filenames"] else set()
+        assert set(frame["ground_truth"]) == {"class", "instance", "part", "depth"} | labelled
         assert frame["ground_truth"]["depth"].endswith(".npy")
         for relative in [frame["file_path"], *frame["ground_truth"].values()]:
             assert (world / relative).is_file()

@@ -1,4 +1,4 @@
-"""Scene readers: nerfstudio ``transforms.json``, COLMAP ``sparse/0`` and the LERF-OVS layout.
+"""Scene readers: nerfstudio ``transforms.json``, COLMAP ``sparse/0``, the LERF-OVS and 3D-OVS layouts.
 
 ``load_scene`` detects the format. ``Scene.points_path`` is a ``.ply`` (nerfstudio) or a COLMAP
 ``points3D.bin``/``.txt``; read either with ``load_points``.
@@ -13,6 +13,7 @@ import numpy as np
 from cclgs_core.datasets.colmap import find_model, load_colmap, read_colmap_points
 from cclgs_core.datasets.lerf_ovs import default_label_dir, load_lerf_ovs
 from cclgs_core.datasets.nerfstudio import load_nerfstudio
+from cclgs_core.datasets.three_d_ovs import classes_file, load_3dovs
 from cclgs_core.errors import DataError
 from cclgs_core.types import Scene
 
@@ -23,8 +24,9 @@ def load_scene(path: Path, downscale: int = 1) -> Scene:
     """Read the scene at ``path``; cameras are scaled by 1/``downscale`` and images resized on load.
 
     Formats, tried in order: ``path`` is a ``*.json`` or a folder with ``transforms.json``
-    (nerfstudio); a folder with ``sparse/0`` (or ``sparse``) and a LERF-OVS label folder
-    ``../label/<name>`` (LERF-OVS); a folder with ``sparse/0`` (or ``sparse``) (COLMAP).
+    (nerfstudio); a folder with ``sparse/0`` (or ``sparse``) and ``segmentations/classes.txt``
+    (3D-OVS); one with a LERF-OVS label folder ``../label/<name>`` (LERF-OVS); a folder with
+    ``sparse/0`` (or ``sparse``) (COLMAP).
     """
     path = Path(path)
     if path.is_file() and path.suffix == ".json":
@@ -34,6 +36,8 @@ def load_scene(path: Path, downscale: int = 1) -> Scene:
     if (path / "transforms.json").is_file():
         return load_nerfstudio(path, downscale)
     if find_model(path) is not None:
+        if classes_file(path).is_file():
+            return load_3dovs(path, downscale)
         if default_label_dir(path).is_dir():
             return load_lerf_ovs(path, downscale=downscale)
         return load_colmap(path, downscale)

@@ -12,9 +12,13 @@ from cclgs_core.errors import ConfigError, DataError
 from cclgs_core.types import Camera
 
 #: Ground-truth kinds a frame may carry: (H, W) label maps (16-bit PNG, see ``cclgs_core.labelmaps``)
-#: for "class", "instance" and "part", a depth map for "depth", and for "objects" a LERF-OVS /
-#: ISAT polygon label JSON (``cclgs_core.datasets.lerf_ovs.read_ovs_labels``).
-GROUND_TRUTH_KINDS = ("class", "instance", "part", "depth", "objects")
+#: for "class", "instance" and "part", a depth map for "depth", for "objects" a LERF-OVS /
+#: ISAT polygon label JSON (``cclgs_core.datasets.lerf_ovs.read_ovs_labels``), and for
+#: "class_masks" a folder of one binary PNG per class (3D-OVS, ``cclgs_core.datasets.three_d_ovs``).
+GROUND_TRUTH_KINDS = ("class", "instance", "part", "depth", "objects", "class_masks")
+
+#: The kinds that make a frame an evaluation frame of an open-vocabulary benchmark.
+EVALUATION_KINDS = ("objects", "class_masks")
 
 
 def check_downscale(downscale: int) -> None:

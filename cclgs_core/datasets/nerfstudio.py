@@ -222,7 +222,7 @@ def _ground_truth(source: Path, data_dir: Path, frame: dict, where: str) -> dict
         if kind not in GROUND_TRUTH_KINDS:
             raise DataError(f"{source}: {where} has ground_truth kind {kind!r}; known kinds are {GROUND_TRUTH_KINDS}")
         path = data_dir / str(relative)
-        if not path.is_file():
-            raise DataError(f"{source}: {where} ground_truth {kind!r} file {path} does not exist")
+        if not (path.is_dir() if kind == "class_masks" else path.is_file()):
+            raise DataError(f"{source}: {where} ground_truth {kind!r} path {path} does not exist")
         result[kind] = path
     return result

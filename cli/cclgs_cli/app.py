@@ -9,7 +9,9 @@ from typing import Optional
 
 import typer
 
+from cclgs_cli.evaluate import eval_app
 from cclgs_cli.fit import fit
+from cclgs_cli.query import query
 from cclgs_cli.synth import synth
 
 app = typer.Typer(
@@ -23,6 +25,13 @@ plugins_app = typer.Typer(help="List installed plugins, or check one against its
 app.add_typer(plugins_app, name="plugins")
 app.command("synth")(synth)
 app.command("fit")(fit)
+app.command("query")(query)
+app.add_typer(eval_app, name="eval")
+
+_PROTOCOL_HELP = (
+    "Evaluation protocol: 'heldout' keeps the benchmark's labelled frames out of training; 'langsplat' trains "
+    "on them too, as LangSplat's LERF-OVS code does. Recorded in RUN/run.json and named by `cclgs eval`."
+)
 
 
 class _State:
@@ -114,15 +123,17 @@ def preprocess(
     override: list[str] = typer.Option([], "--set", help="Override as section.key=value, repeatable."),
     run: Optional[Path] = typer.Option(None, help="Run directory for the cache and results [default: SCENE/cclgs]."),
     downscale: int = typer.Option(1, help="Divide image resolution by this factor."),
+    protocol: str = typer.Option("heldout", help=_PROTOCOL_HELP),
 ) -> None:
     """Two-level masks and per-mask features for every training image, cached and resumable."""
     from cclgs_cli.progress import progress_bar
     from cclgs_core.config import load_config
     from cclgs_core.datasets import load_scene
     from cclgs_core.pipeline import run_preprocess
+    from cclgs_core.runs import apply_protocol
 
     run_config = load_config(config, override)
-    loaded = load_scene(scene, downscale=downscale)
+    loaded = apply_protocol(load_scene(scene, downscale=downscale), protocol)
     run_dir = run or scene / "cclgs"
     with progress_bar() as progress:
         result = run_preprocess(loaded, run_config, run_dir, progress=progress)
@@ -141,21 +152,25 @@ def train(
     run: Optional[Path] = typer.Option(None, help="Run directory for the cache and results [default: SCENE/cclgs]."),
     gaussians: Optional[Path] = typer.Option(None, help="3DGS .ply to train on [default: the scene's gaussians_file_path]."),
     downscale: int = typer.Option(1, help="Divide image resolution by this factor."),
+    protocol: str = typer.Option("heldout", help=_PROTOCOL_HELP),
 ) -> None:
     """Train the semantic field on frozen Gaussians (preprocessing runs first where not cached)."""
     from cclgs_cli.progress import progress_bar
     from cclgs_core.config import load_config
-    from cclgs_core.datasets import load_scene
-    from cclgs_core.pipeline import run_training
+    from cclgs_core.runs import RUN_FILE, train_run
 
     run_config = load_config(config, override)
-    loaded = load_scene(scene, downscale=downscale)
+    run_dir = run or (scene.parent if scene.suffix == ".json" else scene) / "cclgs"
     with progress_bar() as progress:
-        result = run_training(loaded, run_config, run or scene / "cclgs", gaussians, progress=progress)
+        result, info = train_run(scene, run_config, run_dir, downscale, protocol, gaussians, progress=progress)
     final = result.log.accuracy[-1] if result.log.accuracy else {}
     accuracy = ", ".join(f"{level} {value:.1%}" for level, value in final.items())
     typer.echo(f"loss {result.log.losses[-1]:.4f}; target accuracy on the last view: {accuracy or 'n/a'}")
-    typer.echo(f"field: {result.field_path} (on {result.gaussians_path})")
+    typer.echo(
+        f"field: {result.field_path} (on {result.gaussians_path})\n"
+        f"run:   {run_dir / RUN_FILE} (protocol {info.protocol}: {len(info.trained_frames)} training frames, "
+        f"{len(info.evaluation_frames)} evaluation frames)"
+    )
 
 
 def main() -> None:

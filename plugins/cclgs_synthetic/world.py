@@ -13,7 +13,8 @@ obtained by name from the registry, and writes (paths relative to ``out``)::
                                16-bit PNG label maps storing value + 1 (0 = no label)
     ground_truth/depth/frame_00001.npy
                                (H, W) float32 depth along the optical axis, 0 where unlabelled
-    label/frame_00005.json     LERF-OVS (ISAT) polygons and boxes, test views only
+    label/frame_00005.json     LERF-OVS (ISAT) polygons and boxes, test views only (named by
+                               the test frames' ``ground_truth["objects"]``)
     classes.json               {"classes": [{id, name, query}], "instances": [...], "parts": [...]}
     visibility.json            per view and instance: visible and unoccluded pixels, occlusion
     world.json                 the generation options, background colour and counts
@@ -178,16 +179,19 @@ def generate_world(
         if index in test_indices:
             labels = isat_labels(class_map, maps["depth"], categories, f"{stem}.png")
             _write_json(staging / "label" / f"{stem}.json", labels)
+        ground_truth = {
+            "class": f"ground_truth/class/{stem}.png",
+            "instance": f"ground_truth/instance/{stem}.png",
+            "part": f"ground_truth/part/{stem}.png",
+            "depth": f"ground_truth/depth/{stem}.npy",
+        }
+        if index in test_indices:
+            ground_truth["objects"] = f"label/{stem}.json"
         frames.append(
             {
                 "file_path": f"images/{stem}.png",
                 "transform_matrix": _opencv_to_opengl(camera.camera_to_world).tolist(),
-                "ground_truth": {
-                    "class": f"ground_truth/class/{stem}.png",
-                    "instance": f"ground_truth/instance/{stem}.png",
-                    "part": f"ground_truth/part/{stem}.png",
-                    "depth": f"ground_truth/depth/{stem}.npy",
-                },
+                "ground_truth": ground_truth,
             }
         )
         if progress is not None:

@@ -1,0 +1,94 @@
+"""``cclgs eval lerf|3dovs|synthetic RUN...``: benchmark reports on screen, in JSON and markdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+eval_app = typer.Typer(
+    help="Evaluate trained runs on a benchmark; the report (screen, report.json, report.md with pictures) names its protocol.",
+    no_args_is_help=True,
+)
+
+_RUNS = typer.Argument(..., help="Run directories of `cclgs train` (one per scene).")
+_OUT = typer.Option(None, help="Report folder (default: cclgs_eval/<benchmark>_<protocol>).")
+_BACKEND = typer.Option(None, help="Field backend to render with (default: each run's).")
+_SCENE = typer.Option(
+    [], "--scene", help="Evaluate against this copy of the scene instead of the run's (same cameras and frame names), one per run."
+)
+_DOWNSCALE = typer.Option(None, help="Resolution divisor of --scene (default: the run's own downscale for its scene, else 1).")
+
+
+@eval_app.command("lerf")
+def lerf(
+    runs: list[Path] = _RUNS,
+    out: Optional[Path] = _OUT,
+    backend: Optional[str] = _BACKEND,
+    scene: list[Path] = _SCENE,
+    downscale: Optional[int] = _DOWNSCALE,
+) -> None:
+    """LERF-OVS: mIoU and localization accuracy per scene and mean (LangSplat's evaluation; the
+    protocol, held out or LangSplat's, is the one each run was trained with: `cclgs train --protocol`)."""
+    _evaluate("lerf", runs, out, backend, scene, downscale)
+
+
+@eval_app.command("3dovs")
+def three_d_ovs(
+    runs: list[Path] = _RUNS,
+    out: Optional[Path] = _OUT,
+    backend: Optional[str] = _BACKEND,
+    scene: list[Path] = _SCENE,
+    downscale: Optional[int] = _DOWNSCALE,
+) -> None:
+    """3D-OVS: mIoU over each scene's class list, per scene and mean (the paper leaves out 'room')."""
+    _evaluate("3dovs", runs, out, backend, scene, downscale)
+
+
+@eval_app.command("synthetic")
+def synthetic(
+    runs: list[Path] = _RUNS,
+    out: Optional[Path] = _OUT,
+    backend: Optional[str] = _BACKEND,
+    scene: list[Path] = _SCENE,
+    downscale: Optional[int] = _DOWNSCALE,
+) -> None:
+    """The synthetic world (a simulation): held-out views through the LERF-OVS evaluator."""
+    _evaluate("synthetic", runs, out, backend, scene, downscale)
+
+
+def _evaluate(
+    benchmark: str, runs: list[Path], out: Optional[Path], backend: Optional[str], scenes: list[Path], downscale: Optional[int]
+) -> None:
+    import shutil
+
+    from cclgs_cli.progress import progress_bar
+    from cclgs_core.evaluation import check_benchmark, common_protocol, default_output_dir, evaluate_runs, write_report
+
+    check_benchmark(benchmark)
+    out_dir = out or default_output_dir(benchmark, common_protocol(runs))
+    if (out_dir / "pictures").exists():
+        shutil.rmtree(out_dir / "pictures")
+    with progress_bar() as progress:
+        report = evaluate_runs(runs, benchmark, out_dir, backend, progress=progress, scene_paths=scenes, downscale=downscale)
+    json_path, markdown_path = write_report(report, out_dir)
+    _print_table(report)
+    typer.echo(f"report: {markdown_path}\njson:   {json_path}")
+
+
+def _print_table(report) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from cclgs_core.evaluation import percent
+
+    localization = report.localization is not None
+    table = Table(title=f"{report.benchmark} — protocol: {report.protocol}", caption=report.protocol_description)
+    for column in ("scene", "frames", "trained on", "mIoU %", *(("localization %",) if localization else ())):
+        table.add_column(column, justify="left" if column == "scene" else "right")
+    for scene in report.scenes:
+        row = [scene.name, str(scene.frames), str(scene.trained_on), percent(scene.miou)]
+        table.add_row(*row, *((percent(scene.localization),) if localization else ()))
+    table.add_row("mean", "", "", percent(report.miou), *((percent(report.localization),) if localization else ()), style="bold")
+    Console(width=max(100, Console().width)).print(table)
