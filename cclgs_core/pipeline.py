@@ -9,6 +9,7 @@ Every component output is checked against its interface before it is stored.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import io
@@ -18,8 +19,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from cclgs_core.cache import Artifact, StageCache
+from cclgs_core.cache import Artifact, StageCache, stable_key
 from cclgs_core.config import RunConfig, write_resolved
+from cclgs_core.interfaces import KINDS
 from cclgs_core.registry import PluginRegistry, check_options, get_registry
 from cclgs_core.types import LEVELS, Frame, FrameMasks, Scene, SegmentMap
 from cclgs_core.validation import check_embeddings, check_frame_masks, check_targets, check_track_labels
@@ -313,7 +315,7 @@ def run_training(
 ) -> TrainResult:
     """Preprocess (cached), then train the semantic field on the scene's frozen Gaussians and save it."""
     from cclgs_core.errors import DataError
-    from cclgs_core.field_io import save_field
+    from cclgs_core.field_io import file_digest, save_field
     from cclgs_core.field_training import train_field
     from cclgs_core.ply import read_gaussians
 
@@ -328,6 +330,17 @@ def run_training(
     backend = StageComponent(config, "field_backend", registry)
     settings = config.train
     field_dir = Path(run_dir) / "field"
+    # A checkpoint resumes only the training it belongs to: everything that shapes the result is in
+    # its name, except the iteration count (a longer run continues a shorter one exactly).
+    training_key = stable_key(
+        {
+            "components": {kind: StageComponent(config, kind, registry).identity for kind in KINDS},
+            "train": {k: v for k, v in dataclasses.asdict(settings).items() if k not in ("iterations", "checkpoint_every")},
+            "seed": config.seed,
+            "gaussians": file_digest(gaussians_path),
+            "frames": [frame.name for frame in prepared.frames],
+        }
+    )
     field, log = train_field(
         gaussians,
         prepared.views,
@@ -338,7 +351,7 @@ def run_training(
         field_dim=settings.field_dim,
         pixels_per_step=settings.pixels_per_step,
         seed=config.seed,
-        checkpoint_path=field_dir / "checkpoint.pt",
+        checkpoint_path=field_dir / f"checkpoint-{training_key}.pt",
         checkpoint_every=settings.checkpoint_every,
         progress=progress,
     )

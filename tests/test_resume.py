@@ -117,8 +117,7 @@ def test_killed_training_resumes_to_the_same_field(world, tmp_path):
     reference = tmp_path / "reference"
     assert run_cli("train", str(world), "-c", config, "--run", str(reference)).returncode == 0
     killed = tmp_path / "killed"
-    checkpoint = killed / "field" / "checkpoint.pt"
-    _kill_when(_cli("train", str(world), "-c", config, "--run", str(killed)), checkpoint.exists)
+    _kill_when(_cli("train", str(world), "-c", config, "--run", str(killed)), lambda: any((killed / "field").glob("checkpoint-*.pt")))
     assert not (killed / "field" / "semantic_field.pt").exists(), "the run finished before it could be killed"
     resumed = run_cli("train", str(world), "-c", config, "--run", str(killed))
     assert resumed.returncode == 0, resumed.stderr
@@ -127,3 +126,14 @@ def test_killed_training_resumes_to_the_same_field(world, tmp_path):
     for name in expected:
         np.testing.assert_array_equal(actual[name].numpy(), expected[name].numpy(), err_msg=name)
     assert not list((killed / "field").glob(".*.tmp"))
+
+
+def test_changed_training_settings_do_not_resume_an_old_checkpoint(world, tmp_path):
+    config = str(world.parent / "run.toml")
+    run = tmp_path / "run"
+    assert run_cli("train", str(world), "-c", config, "--run", str(run), "--set", "train.iterations=40").returncode == 0
+    first = _field_tensors(run / "field" / "semantic_field.pt")
+    changed = run_cli("train", str(world), "-c", config, "--run", str(run), "--set", "train.iterations=40", "--set", "train.lr=0.01")
+    assert changed.returncode == 0, changed.stderr
+    assert len(list((run / "field").glob("checkpoint-*.pt"))) == 2
+    assert not torch.equal(first["features"], _field_tensors(run / "field" / "semantic_field.pt")["features"])
