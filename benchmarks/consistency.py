@@ -28,7 +28,17 @@ benchmarks/results/consistency.json.
     .venv/bin/python benchmarks/consistency.py [--seed 0] [--world DIR] [--run-dir DIR]
 
 ``--world`` reuses (or generates into) a folder; ``--run-dir`` keeps the stage cache, so a
-re-run only recomputes what changed.
+re-run only recomputes what changed. The default run takes about 2 minutes on one busy core.
+
+Reading of seed 0 (wp level; diagnostics run once outside this script, settings unchanged):
+ccl's class agreement is 3.8 points above codebook's (80.4 vs 76.6 %), 6.7 with ground-truth
+tracks, short of the 10 points issue 5 expected. Not limiting: steps (8000 steps give the same
+figures as 2000), N (fewer prototypes shrink the gap: +0.4 / +0.2 / +1.9 points at N = 16 /
+32 / 64), pull strength (10x the weights collapses prototypes and loses 5.7 points with
+ground-truth tracks). Limiting: the reprojection tracker fragments objects (pairwise recall
+17 %, precision 99.8 %), and a feature's target is its nearest prototype, so a confused feature
+(nearer its distractor class, by the simulation's design) keeps decoding wrongly unless its
+own prototype is pulled far enough, which L_max resists.
 """
 
 from __future__ import annotations
