@@ -1,0 +1,287 @@
+"""Cross-view consistency on the synthetic world (a SIMULATION, see plugins/cclgs_synthetic/SIMULATION.md).
+
+Runs the cached pipeline (``synthetic`` masks, ``simulated`` VLM, ``torch`` renderer) on the
+default synthetic world of a seed and measures, per mask level (metrics in
+``cclgs_core.consistency``):
+
+1. track-label accuracy of the trackers "none" (the floor) and "reprojection" against each
+   mask's dominant ground-truth entity (``sp``: parts, ``wp``: instances): pairwise precision
+   and recall over mask pairs of different views, and the share of masks labelled;
+2. view consistency of the compressor targets, decoded back to embedding space through the
+   compressor's own ``decode`` (every pixel takes its mask's decoded embedding), for "none"
+   (the raw mask features, no compression: the 2D baseline), "codebook", "ccl" and
+   "autoencoder", all fitted on the "reprojection" tracker's labels (only "ccl" uses them):
+   - class: per ground-truth instance, the share of its mask-covered pixels over all training
+     views whose embedding is nearest, among the class text embeddings (the simulated VLM's
+     ``encode_texts`` of the class queries), to the instance's own class; mean over instances;
+   - cos same / cos diff: mean cosine between the embeddings of one instance's pixels in two
+     different views (mean over instances), and of two different instances' pixels in two
+     different views (mean over instance pairs);
+3. a diagnostic row "ccl, GT tracks": ccl fitted on ground-truth tracks (each mask's dominant
+   entity as its label) instead of a tracker's, which separates what the tracker costs from
+   what the compressor can do.
+
+The simulation runs with its fixed default noise settings. ``--seed`` seeds the world, the
+mask damage, the simulated VLM and the run (compressor fits). Prints a table and writes
+benchmarks/results/consistency.json.
+
+    .venv/bin/python benchmarks/consistency.py [--seed 0] [--world DIR] [--run-dir DIR]
+
+``--world`` reuses (or generates into) a folder; ``--run-dir`` keeps the stage cache, so a
+re-run only recomputes what changed. The default run takes about 2 minutes on one busy core.
+
+Reading of seed 0 (wp level; diagnostics run once outside this script, settings unchanged):
+ccl's class agreement is 3.8 points above codebook's (80.4 vs 76.6 %), 6.7 with ground-truth
+tracks, short of the 10 points issue 5 expected. Not limiting: steps (8000 steps give the same
+figures as 2000), N (fewer prototypes shrink the gap: +0.4 / +0.2 / +1.9 points at N = 16 /
+32 / 64), pull strength (10x the weights collapses prototypes and loses 5.7 points with
+ground-truth tracks). Limiting: the reprojection tracker fragments objects (pairwise recall
+17 %, precision 99.8 %), and a feature's target is its nearest prototype, so a confused feature
+(nearer its distractor class, by the simulation's design) keeps decoding wrongly unless its
+own prototype is pulled far enough, which L_max resists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cclgs_core.config import load_config
+from cclgs_core.consistency import (
+    class_agreement,
+    cosine_summary,
+    cross_view_cosines,
+    dominant_entity,
+    entity_pixel_counts,
+    pairwise_track_scores,
+)
+from cclgs_core.datasets import load_scene
+from cclgs_core.labelmaps import read_label_map
+from cclgs_core.pipeline import masks_from_arrays, prepare_field_targets, run_preprocess, run_tracking
+from cclgs_core.cache import StageCache
+from cclgs_core.registry import get_registry
+from cclgs_core.types import LEVELS
+
+RESULTS = Path(__file__).parent / "results" / "consistency.json"
+TRACKERS = ("none", "reprojection")
+COMPRESSORS = ("none", "codebook", "ccl", "autoencoder")
+#: The tracker whose labels the compressors are fitted on.
+COMPRESSOR_TRACKER = "reprojection"
+#: Row of the diagnostic: ccl fitted on ground-truth tracks instead of a tracker's.
+ORACLE = "ccl, GT tracks"
+#: Ground-truth entity a mask of each level is meant to follow.
+TRACK_TRUTH = {"sp": "part", "wp": "instance"}
+
+
+def base_overrides(seed: int) -> list[str]:
+    return [
+        f"seed={seed}",
+        "mask_generator.name=synthetic",
+        f"mask_generator.seed={seed}",
+        "feature_extractor.name=simulated",
+        f"feature_extractor.seed={seed}",
+        "field_backend.name=torch",
+    ]
+
+
+def ground_truth_counts(frames, masks_artifact, name: str, num_entities: int) -> dict[str, np.ndarray]:
+    """Per level: (n, I) pixels of each ground-truth entity ``name`` under each mask, all views stacked."""
+    per_level = {level: [] for level in LEVELS}
+    for frame in frames:
+        entities = read_label_map(frame.ground_truth[name])
+        masks = masks_from_arrays(masks_artifact.read_arrays(f"{frame.name}.npz"))
+        for level in LEVELS:
+            segment_map = masks.level(level)
+            per_level[level].append(entity_pixel_counts(segment_map.segments, entities, segment_map.num_masks, num_entities))
+    return {level: np.concatenate(blocks) for level, blocks in per_level.items()}
+
+
+def mask_views(frames, masks_artifact) -> dict[str, np.ndarray]:
+    """Per level: (n,) int64 view index of each mask, all views stacked."""
+    views = {level: [] for level in LEVELS}
+    for index, frame in enumerate(frames):
+        masks = masks_from_arrays(masks_artifact.read_arrays(f"{frame.name}.npz"))
+        for level in LEVELS:
+            views[level].append(np.full(masks.level(level).num_masks, index, dtype=np.int64))
+    return {level: np.concatenate(blocks) for level, blocks in views.items()}
+
+
+def decoded_embeddings(compressor, targets) -> np.ndarray:
+    """targets: per view (M_t,) indices or (M_t, L) latents of ``compressor``. Returns (n, D)
+    float32: each mask's target decoded by the compressor, all views stacked."""
+    import torch
+
+    rows = []
+    for view_targets in targets:
+        view_targets = torch.from_numpy(np.asarray(view_targets))
+        if compressor.target_kind == "index":
+            outputs = torch.nn.functional.one_hot(view_targets, compressor.output_size).float()  # (M, L)
+        else:
+            outputs = view_targets.float()  # (M, L)
+        rows.append(compressor.decode(outputs).numpy())
+    return np.concatenate(rows)
+
+
+def raw_features(frames, features_artifact, level: str) -> np.ndarray:
+    """(n, D) float32 uncompressed mask features, all views stacked."""
+    return np.concatenate([features_artifact.read_arrays(f"{f.name}.npz")[f"{level}_features"] for f in frames])
+
+
+def embedding_scores(embeddings, views, instance_counts, texts, instance_class, world: Path) -> dict:
+    """Per level: class agreement (mean over instances, pixel-weighted, per instance) and the
+    cross-view cosines of one instance vs different instances.
+
+    embeddings, views, instance_counts: per level (n, D), (n,), (n, I); texts: (classes, D)."""
+    scores = {}
+    for level in LEVELS:
+        counts = instance_counts[level]
+        per_instance = class_agreement(counts, embeddings[level], texts, instance_class)
+        cos_same, cos_diff = cosine_summary(cross_view_cosines(views[level], counts, embeddings[level]))
+        scores[level] = {
+            "class_agreement": float(np.nanmean(per_instance)),
+            "class_agreement_pixels": float(np.nansum(per_instance * counts.sum(axis=0)) / counts.sum()),
+            "class_agreement_per_instance": {
+                name: None if np.isnan(value) else float(value) for name, value in zip(_instance_names(world), per_instance)
+            },
+            "cos_same": cos_same,
+            "cos_diff": cos_diff,
+            "cos_gap": cos_same - cos_diff,
+        }
+    return scores
+
+
+def measure(seed: int, world: Path, run_dir: Path) -> dict:
+    from cclgs_synthetic.groundtruth import load_world_tables
+    from cclgs_synthetic.world import generate_world
+
+    timings = {}
+    start = time.perf_counter()
+    if not (world / "world.json").is_file():
+        generate_world(world, seed=seed)
+    timings["world"] = time.perf_counter() - start
+    scene = load_scene(world)
+    tables = load_world_tables(world)
+    registry = get_registry()
+    parts = json.loads((world / "classes.json").read_text())["parts"]
+
+    start = time.perf_counter()
+    config = load_config(None, base_overrides(seed) + [f"tracker.name={COMPRESSOR_TRACKER}"])
+    preprocessed = run_preprocess(scene, config, run_dir, registry, preview_count=0)
+    frames = preprocessed.frames
+    timings["masks and features"] = time.perf_counter() - start
+    views = mask_views(frames, preprocessed.masks)
+    instance_counts = ground_truth_counts(frames, preprocessed.masks, "instance", len(tables.instance_class))
+    truth_counts = {"instance": instance_counts, "part": ground_truth_counts(frames, preprocessed.masks, "part", len(parts))}
+
+    tracking = {}
+    for tracker in TRACKERS:
+        start = time.perf_counter()
+        config = load_config(None, base_overrides(seed) + [f"tracker.name={tracker}"])
+        labels = run_tracking(scene, config, preprocessed, StageCache(run_dir / "cache"), registry)
+        timings[f"tracker {tracker}"] = time.perf_counter() - start
+        tracking[tracker] = {}
+        for level in LEVELS:
+            level_labels = labels.read_arrays(f"{level}.npz")
+            tracks = np.concatenate([level_labels[f.name] for f in frames])
+            truth = dominant_entity(truth_counts[TRACK_TRUTH[level]][level])
+            tracking[tracker][level] = pairwise_track_scores(views[level], tracks, truth).as_dict()
+
+    extractor = config.create("feature_extractor", registry)
+    texts = extractor.encode_texts(list(tables.class_queries))  # (classes, D)
+    consistency = {}
+    for compressor in COMPRESSORS:
+        start = time.perf_counter()
+        if compressor == "none":
+            embeddings = {level: raw_features(frames, preprocessed.features, level) for level in LEVELS}
+        else:
+            overrides = base_overrides(seed) + [f"tracker.name={COMPRESSOR_TRACKER}", f"compressor.name={compressor}"]
+            prepared = prepare_field_targets(scene, load_config(None, overrides), run_dir, registry)
+            embeddings = {
+                level: decoded_embeddings(prepared.compressors[level], [view.mask_targets[level] for view in prepared.views])
+                for level in LEVELS
+            }
+        timings[f"compressor {compressor}"] = time.perf_counter() - start
+        consistency[compressor] = embedding_scores(embeddings, views, instance_counts, texts, tables.instance_class, world)
+
+    # Diagnostic: ccl fitted on ground-truth tracks (each mask's dominant entity), which
+    # separates what the tracker costs from what the compressor can do.
+    start = time.perf_counter()
+    overrides = base_overrides(seed) + [f"tracker.name={COMPRESSOR_TRACKER}", "compressor.name=ccl"]
+    embeddings = {}
+    for level in LEVELS:
+        features = [preprocessed.features.read_arrays(f"{f.name}.npz")[f"{level}_features"] for f in frames]
+        truth = np.split(dominant_entity(truth_counts[TRACK_TRUTH[level]][level]), np.cumsum([len(v) for v in features])[:-1])
+        compressor = load_config(None, overrides).create("compressor", registry)
+        compressor.fit(features, truth, seed=seed)
+        embeddings[level] = decoded_embeddings(compressor, [compressor.targets(view) for view in features])
+    timings[ORACLE] = time.perf_counter() - start
+    consistency[ORACLE] = embedding_scores(embeddings, views, instance_counts, texts, tables.instance_class, world)
+    return {
+        "simulation": "synthetic world, synthetic masks and simulated VLM at their fixed default settings",
+        "seed": seed,
+        "views": len(frames),
+        "masks": {level: int(len(views[level])) for level in LEVELS},
+        "compressor_tracker": COMPRESSOR_TRACKER,
+        "track_truth": TRACK_TRUTH,
+        "tracking": tracking,
+        "consistency": consistency,
+        "seconds": {name: round(value, 1) for name, value in timings.items()},
+        "machine": {"python": platform.python_version(), "processor": platform.processor() or platform.machine()},
+    }
+
+
+def _instance_names(world: Path) -> list[str]:
+    instances = json.loads((world / "classes.json").read_text())["instances"]
+    return [entry["name"] for entry in sorted(instances, key=lambda entry: entry["id"])]
+
+
+def _percent(value: float | None) -> str:
+    return "   -" if value is None else f"{100 * value:5.1f}"
+
+
+def print_tables(result: dict) -> None:
+    print(f"SIMULATION: synthetic world seed {result['seed']}, {result['views']} training views, masks {result['masks']}")
+    print("\nTrack-label accuracy (pairs of masks in different views; sp vs parts, wp vs instances), %")
+    print(f"{'tracker':<14}" + "".join(f"{level + ' ' + name:>13}" for level in LEVELS for name in ("precision", "recall", "labelled")))
+    for tracker, levels in result["tracking"].items():
+        cells = [_percent(levels[level][name]) for level in LEVELS for name in ("precision", "recall", "labelled")]
+        print(f"{tracker:<14}" + "".join(f"{cell:>13}" for cell in cells))
+    print(f"\nView consistency of decoded embeddings (compressors fitted on '{result['compressor_tracker']}' labels)")
+    print(f"{'compressor':<16}" + "".join(f"{level + ' ' + name:>13}" for level in LEVELS for name in ("class %", "cos same", "cos diff")))
+    for compressor, levels in result["consistency"].items():
+        cells = []
+        for level in LEVELS:
+            cells += [_percent(levels[level]["class_agreement"]), f"{levels[level]['cos_same']:.3f}", f"{levels[level]['cos_diff']:.3f}"]
+        print(f"{compressor:<16}" + "".join(f"{cell:>13}" for cell in cells))
+    print("\nseconds:", ", ".join(f"{name} {value}" for name, value in result["seconds"].items()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--world", type=Path, help="world folder to reuse or generate into (default: a temporary one)")
+    parser.add_argument("--run-dir", type=Path, help="run folder holding the stage cache (default: a temporary one)")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: the small fits are fastest single-threaded on a shared machine)")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="cclgs-consistency-") as scratch:
+        world = args.world or Path(scratch) / "world"
+        run_dir = args.run_dir or Path(scratch) / "run"
+        result = measure(args.seed, world, run_dir)
+    print_tables(result)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
