@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	$(BIN)/cclgs plugins
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/cclgs demo
 
 test: setup
 	OMP_WAIT_POLICY=PASSIVE TORCHDYNAMO_DISABLE=1 TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 $(BIN)/python -m pytest -q

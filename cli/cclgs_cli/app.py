@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from cclgs_cli.demo import demo
 from cclgs_cli.evaluate import eval_app
 from cclgs_cli.fit import fit
 from cclgs_cli.query import query
@@ -23,6 +24,7 @@ app = typer.Typer(
 )
 plugins_app = typer.Typer(help="List installed plugins, or check one against its contract suite.")
 app.add_typer(plugins_app, name="plugins")
+app.command("demo")(demo)
 app.command("synth")(synth)
 app.command("fit")(fit)
 app.command("query")(query)
