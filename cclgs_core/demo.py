@@ -4,8 +4,7 @@ Generate a synthetic world, preprocess it with simulated noisy masks and the sim
 (their fixed noise settings, plugins/cclgs_synthetic/SIMULATION.md), track masks through the
 scene's depth, then train and evaluate the semantic field on held-out views three times: with
 the contrastive codebook (CCL), the plain codebook (the paper's "codebook only") and LangSplat's
-autoencoder. Masks, features and tracks are computed once and shared by the three runs (the
-stage cache keys them by their inputs).
+autoencoder, each in its own run directory.
 
 The field trains for ``iterations`` steps at ``lr`` 1e-2 rather than the paper's 30,000 steps at
 1e-3: a schedule that fits a CPU demo. Everything else follows the method.
