@@ -22,21 +22,6 @@ from cclgs_synthetic.world import generate_world
 SMALL = dict(width=48, height=48, train_views=4, test_views=2, objects=4, duplicates=1)
 
 
-def load_frames(root: Path) -> list[Frame]:
-    """Frames of a world from its transforms.json (OpenGL poses converted to OpenCV)."""
-    meta = json.loads((root / "transforms.json").read_text())
-    test = set(meta["test_filenames"])
-    frames = []
-    for index, entry in enumerate(meta["frames"]):
-        pose = np.array(entry["transform_matrix"]) @ np.diag([1.0, -1.0, -1.0, 1.0])
-        camera = Camera(pose, meta["fl_x"], meta["fl_y"], meta["cx"], meta["cy"], meta["w"], meta["h"])
-        path = root / entry["file_path"]
-        truth = {name: root / value for name, value in entry["ground_truth"].items()}
-        split = "test" if entry["file_path"] in test else "train"
-        frames.append(Frame(index, path.stem, path, camera, split, truth))
-    return frames
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
     return generate_world(tmp_path_factory.mktemp("synth") / "world", seed=3, **SMALL)
@@ -44,7 +29,10 @@ def world(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def frames(world) -> list[Frame]:
-    return load_frames(world)
+    """The world read back through the transforms.json reader."""
+    from cclgs_core.datasets import load_scene
+
+    return load_scene(world).frames
 
 
 @pytest.fixture(scope="module")
@@ -120,20 +108,11 @@ def test_layout_and_keys(world, tables):
 def test_gaussians_ply_renders_the_images(world, frames):
     """The .ply read back in the standard 3DGS layout, rendered from a view's pose, gives its image."""
     import torch
-    from plyfile import PlyData
 
-    from cclgs_core.gaussians import Gaussians
+    from cclgs_core.ply import read_gaussians
 
-    data = PlyData.read(str(world / "gaussians.ply"))["vertex"].data
-    column = lambda *names: torch.as_tensor(np.stack([data[n] for n in names], 1))  # noqa: E731
-    rest = column(*(f"f_rest_{i}" for i in range(45))).reshape(-1, 3, 15).transpose(1, 2)  # channel-major
-    gaussians = Gaussians(
-        means=column("x", "y", "z"),
-        quats=column("rot_0", "rot_1", "rot_2", "rot_3"),
-        log_scales=column("scale_0", "scale_1", "scale_2"),
-        opacity_logits=torch.as_tensor(data["opacity"].copy()),
-        sh=torch.cat([column("f_dc_0", "f_dc_1", "f_dc_2")[:, None], rest], dim=1),
-    )
+    gaussians = read_gaussians(world / "gaussians.ply")
+    assert gaussians.sh_degree == 3 and len(gaussians) == json.loads((world / "world.json").read_text())["gaussians"]
     frame = frames[0]
     backend = get_registry().create("field_backend", "reference")
     with torch.no_grad():
