@@ -24,6 +24,8 @@ the Gaussians land in the frame that ``load_scene`` returns for that transforms.
 
 from __future__ import annotations
 
+import importlib
+
 import re
 from pathlib import Path
 from typing import Literal
@@ -53,8 +55,10 @@ def find_checkpoint(path: Path) -> Path:
 
 def _load_state(path: Path) -> dict[str, torch.Tensor]:
     """The pipeline state dict of a checkpoint, loaded without running arbitrary pickled code."""
-    numpy_core = getattr(np, "_core", None) or np.core
-    allowed = [numpy_core.multiarray.scalar, np.dtype]
+    # Pickles name numpy._core.multiarray under numpy 2 and numpy.core.multiarray under numpy 1.
+    major = int(np.__version__.split(".")[0])
+    multiarray = importlib.import_module("numpy._core.multiarray" if major >= 2 else "numpy.core.multiarray")
+    allowed = [multiarray.scalar, np.dtype]
     allowed += [getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType")]
     try:
         with torch.serialization.safe_globals(allowed):
