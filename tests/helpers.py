@@ -9,6 +9,37 @@ import textwrap
 from pathlib import Path
 
 
+#: A run config of the synthetic world with every source of simulated noise off (targets agree
+#: across views) and a small, fast codebook.
+NOISE_FREE_SYNTHETIC_CONFIG = """
+seed = 0
+
+[mask_generator]
+name = "synthetic"
+merge_prob = 0.0
+split_prob = 0.0
+boundary_prob = 0.0
+drop_prob = 0.0
+min_area = 4
+
+[tracker]
+name = "none"
+
+[feature_extractor]
+name = "simulated"
+dim = 32
+noise = 0.0
+confusion_base = 0.0
+confusion_occlusion = 0.0
+
+[compressor]
+name = "codebook"
+num_prototypes = 16
+steps = 60
+head_hidden = 32
+"""
+
+
 def make_distribution(root: Path, dist_name: str, modules: dict[str, str], entry_points: dict[str, str]) -> Path:
     """Write an installed-looking distribution into ``root`` (a sys.path entry).
 

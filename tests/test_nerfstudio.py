@@ -18,36 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import NOISE_FREE_SYNTHETIC_CONFIG
 
 NERFSTUDIO_ENV = {"TORCHDYNAMO_DISABLE": "1", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
 
-RUN_CONFIG = """
-seed = 0
-
-[mask_generator]
-name = "synthetic"
-merge_prob = 0.0
-split_prob = 0.0
-boundary_prob = 0.0
-drop_prob = 0.0
-min_area = 4
-
-[tracker]
-name = "none"
-
-[feature_extractor]
-name = "simulated"
-dim = 32
-noise = 0.0
-confusion_base = 0.0
-confusion_occlusion = 0.0
-
-[compressor]
-name = "codebook"
-num_prototypes = 16
-steps = 60
-head_hidden = 32
-"""
 
 #: The class queried in the tests; the world of seed 0 with three objects holds one ramen bowl.
 QUERY = "ramen bowl"
@@ -101,7 +75,7 @@ def train_command(root: Path, scene: Path, device: str) -> list[str]:
 def run_training(root: Path, device: str) -> dict:
     """Write the world and the run config under ``root``, then train."""
     scene = write_world(root / "world")
-    (root / "run.toml").write_text(RUN_CONFIG)
+    (root / "run.toml").write_text(NOISE_FREE_SYNTHETIC_CONFIG)
     result = subprocess.run(
         train_command(root, scene, device), capture_output=True, text=True, env=nerfstudio_environment(), timeout=600
     )

@@ -17,38 +17,14 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from helpers import NOISE_FREE_SYNTHETIC_CONFIG
+
 from cclgs_cli.app import app
 from cclgs_core.datasets import load_scene
 from cclgs_core.errors import ConfigError, DataError
 from cclgs_core.labelmaps import read_label_map
 
-CONFIG = """
-seed = 0
-
-[mask_generator]
-name = "synthetic"
-merge_prob = 0.0
-split_prob = 0.0
-boundary_prob = 0.0
-drop_prob = 0.0
-min_area = 4
-
-[tracker]
-name = "none"
-
-[feature_extractor]
-name = "simulated"
-dim = 32
-noise = 0.0
-confusion_base = 0.0
-confusion_occlusion = 0.0
-
-[compressor]
-name = "codebook"
-num_prototypes = 16
-steps = 60
-head_hidden = 32
-
+CONFIG = NOISE_FREE_SYNTHETIC_CONFIG + """
 [field_backend]
 name = "cached"
 top_k = 64
