@@ -30,6 +30,7 @@ import numpy as np
 
 from cclgs_core.cache import atomic_write_text
 from cclgs_core.errors import ConfigError, DataError
+from cclgs_core.metrics import summarize
 from cclgs_core.runs import PROTOCOLS, OpenedRun, open_run, read_run_info
 
 #: Benchmark name -> what it measures, as written in reports.
@@ -167,19 +168,15 @@ def evaluate_run(
     if pictures is not None:
         for record in records:
             record.picture = (pictures / record.picture).relative_to(out_dir).as_posix()
-    ious = [record.iou for record in records]
-    per_category: dict[str, list[float]] = {}
-    for record in records:
-        per_category.setdefault(record.category, []).append(record.iou)
-    localized = [record.localized for record in records if record.localized is not None]
+    summary = summarize(records)
     report = SceneReport(
         name=name,
         run=str(Path(run_dir)),
         frames=len(frames),
         trained_on=trained_on,
-        miou=float(np.mean(ious)) if ious else math.nan,
-        localization=float(np.mean(localized)) if localized else None,
-        per_category={category: float(np.mean(values)) for category, values in sorted(per_category.items())},
+        miou=summary.miou,
+        localization=summary.localization,
+        per_category=summary.per_category,
         queries=records,
     )
     return report, info.protocol

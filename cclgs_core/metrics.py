@@ -16,7 +16,7 @@ A category that occurs several times in a frame is one ground-truth mask (the un
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -92,35 +92,30 @@ def evaluate_query(
 
 @dataclass
 class Summary:
-    """Aggregate of many query results."""
+    """Aggregate of many query results; ``localization`` is None when no result was localised
+    (3D-OVS scores segmentation only)."""
 
     miou: float
-    localization: float
+    localization: float | None
     count: int
     per_category: dict[str, float] = field(default_factory=dict)
 
 
-def summarize(results: Sequence[QueryResult]) -> Summary:
-    """mIoU and localisation accuracy over (frame, category) pairs, plus mean IoU per category."""
+def summarize(results: Sequence[Any]) -> Summary:
+    """mIoU and localisation accuracy over (frame, category) pairs, plus mean IoU per category.
+
+    results: anything with ``category``, ``iou`` and ``localized`` (bool, or None when not scored).
+    """
     if not results:
-        return Summary(float("nan"), float("nan"), 0)
+        return Summary(float("nan"), None, 0)
     per_category: dict[str, list[float]] = {}
     for result in results:
         per_category.setdefault(result.category, []).append(result.iou)
+    localized = [r.localized for r in results if r.localized is not None]
     return Summary(
         miou=float(np.mean([r.iou for r in results])),
-        localization=float(np.mean([r.localized for r in results])),
+        localization=float(np.mean(localized)) if localized else None,
         count=len(results),
         per_category={name: float(np.mean(values)) for name, values in sorted(per_category.items())},
     )
 
-
-def class_miou(predicted: np.ndarray, truth: np.ndarray, classes: Mapping[int, str]) -> dict[str, float]:
-    """3D-OVS style per-class IoU over a scene: predicted and truth (V, H, W) int class maps
-    (-1 = none); returns IoU per class name (classes present in neither map are skipped)."""
-    result = {}
-    for class_id, name in classes.items():
-        predicted_mask, truth_mask = predicted == class_id, truth == class_id
-        if predicted_mask.any() or truth_mask.any():
-            result[name] = iou(predicted_mask, truth_mask)
-    return result
