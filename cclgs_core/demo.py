@@ -4,18 +4,21 @@ Generate a synthetic world, preprocess it with simulated noisy masks and the sim
 (their fixed noise settings, plugins/cclgs_synthetic/SIMULATION.md), track masks through the
 scene's depth, then train and evaluate the semantic field on held-out views three times: with
 the contrastive codebook (CCL), the plain codebook (the paper's "codebook only") and LangSplat's
-autoencoder, each in its own run directory.
+autoencoder, each in its own run directory. The runs share one stage cache, so masks, features
+and tracks are computed once. ``run_methods`` does the same for any list of compared settings
+(benchmarks/ablation.py uses it).
 
-The field trains for ``iterations`` steps at ``lr`` 1e-2 rather than the paper's 30,000 steps at
+The field trains for ``ITERATIONS`` steps at ``LR`` 1e-2 rather than the paper's 30,000 steps at
 1e-3: a schedule that fits a CPU demo. Everything else follows the method.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
 from cclgs_core.cache import atomic_write_text
 
@@ -33,6 +36,10 @@ PIPELINE = [
     "field_backend.name=cached",
 ]
 
+#: The demo's CPU schedule of the field: steps and learning rate.
+ITERATIONS = 1500
+LR = 1e-2
+
 
 @dataclass
 class DemoResult:
@@ -40,6 +47,8 @@ class DemoResult:
     miou: float
     localization: float | None
     report: Path
+    #: wall time of training and evaluating (the first method also pays for the shared stages)
+    seconds: float
 
 
 def run_demo(
@@ -48,35 +57,69 @@ def run_demo(
     size: int = 96,
     train_views: int = 24,
     test_views: int = 6,
-    iterations: int = 1500,
-    lr: float = 1e-2,
+    iterations: int = ITERATIONS,
+    lr: float = LR,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> tuple[list[DemoResult], Path]:
     """Run the demo into ``out``; returns one result per method and the summary markdown's path."""
+    results = run_methods(out, METHODS, seed, size, train_views, test_views, iterations, lr, progress)
+    summary = write_summary(results, out, seed, iterations, lr)
+    return results, summary
+
+
+def run_methods(
+    out: Path,
+    methods: Mapping[str, Sequence[str]],
+    seed: int = 0,
+    size: int = 96,
+    train_views: int = 24,
+    test_views: int = 6,
+    iterations: int = ITERATIONS,
+    lr: float = LR,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> list[DemoResult]:
+    """Train and evaluate one field per method (name shown -> run-config overrides) on the world
+    ``out/world`` (generated if missing), in ``out/runs/<slug>`` with its report in
+    ``out/reports/<slug>`` (``visualize.slug`` of the name); all runs share the stage cache
+    ``out/cache``. ``seed`` seeds the world, the simulated masks and VLM, and the training."""
     from cclgs_core.config import load_config
     from cclgs_core.evaluation import Report, evaluate_run, write_report
     from cclgs_core.runs import train_run
+    from cclgs_core.visualize import slug
     from cclgs_synthetic.world import generate_world
 
     out = Path(out)
     world = out / "world"
     if not (world / "transforms.json").is_file():
         generate_world(world, seed=seed, width=size, height=size, train_views=train_views, test_views=test_views)
+    seeds = [f"seed={seed}", f"mask_generator.seed={seed}", f"feature_extractor.seed={seed}"]
     results = []
-    for method, overrides in METHODS.items():
-        config = load_config(
-            None, [*PIPELINE, *overrides, f"seed={seed}", f"train.iterations={iterations}", f"train.lr={lr}"]
-        )
-        run_dir = out / "runs" / method
+    for method, overrides in methods.items():
+        start = time.perf_counter()
+        config = load_config(None, [*PIPELINE, *overrides, *seeds, f"train.iterations={iterations}", f"train.lr={lr}"])
+        run_dir = shared_cache_run_dir(out, slug(method))
         kwargs = {"progress": progress} if progress is not None else {}
         train_run(world, config, run_dir, protocol="heldout", **kwargs)
-        report_dir = out / "reports" / method
-        scene_report, protocol = evaluate_run(run_dir, "synthetic", report_dir, name=method)
+        report_dir = out / "reports" / slug(method)
+        scene_report, protocol = evaluate_run(run_dir, "synthetic", report_dir, name=slug(method))
         report = Report("synthetic", protocol, [scene_report], scene_report.miou, scene_report.localization)
         _, markdown = write_report(report, report_dir)
-        results.append(DemoResult(method, scene_report.miou, scene_report.localization, markdown))
-    summary = write_summary(results, out, seed, iterations, lr)
-    return results, summary
+        results.append(DemoResult(method, scene_report.miou, scene_report.localization, markdown, time.perf_counter() - start))
+    return results
+
+
+def shared_cache_run_dir(out: Path, name: str) -> Path:
+    """``out/runs/<name>``, whose ``cache`` links to ``out/cache``: the stage cache keys every
+    artifact by its inputs and options, so runs of one world can share it (run one at a time).
+    A run directory that already has a cache of its own (an older demo's layout) keeps it."""
+    shared = out / "cache"
+    shared.mkdir(parents=True, exist_ok=True)
+    run_dir = out / "runs" / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    link = run_dir / "cache"
+    if not link.exists():
+        link.symlink_to(Path("..", "..", "cache"), target_is_directory=True)
+    return run_dir
 
 
 def write_summary(results: list[DemoResult], out: Path, seed: int, iterations: int, lr: float) -> Path:
