@@ -24,14 +24,14 @@ e. connected regions (4-connectivity, scikit-image's ``label``) smaller than ``m
    become -1 and masks left with no pixel are dropped. Ids follow the rank; scores are predicted
    IoU x stability.
 
-Vectorization (steps c and d): pixels are grouped by the set of masks covering them, by exact
-partition refinement: each mask, within its box, gives its pixels a fresh group id per old id
-(a bincount over the ids; no sort, no hashing), so the cost is about the sum of the masks' box
-areas. With G groups of pixel counts ``counts`` and a (G, M) membership matrix, all pairwise
-intersections are sums of ``counts`` over the pairs of masks sharing a group (one bincount over
-sum_g |members of g|^2 pairs, not H*W*M^2 work), and the selection claims groups instead of
-pixels. The only Python loops are O(M) steps of vector work (greedy suppression over one row of
-the overlap matrix, refining by one mask, claiming one mask's groups); none is pairwise.
+Vectorization: no step compares masks pairwise at full resolution. Box NMS works on the (M, M)
+box IoUs. For duplicates, ``intersection_bounds`` gives every pair an upper bound on its
+intersection from the areas and the box overlap; the IoU from the bound is at least the true
+one, so only pairs whose bound exceeds the threshold (near-duplicates, a few dozen of ~300 masks)
+need an exact count, which ``pair_intersections`` takes for all of them at once as popcounts of
+bit-packed rows. The selection claims each mask's pixels within its box, and small regions come
+from one labelling of the final map. The Python loops are O(M) steps of vector work over one
+box or one row of an (M, M) matrix.
 
 ``select_masks_reference`` is the same filter written straightforwardly (pairwise loops over
 full-resolution masks); tests check equality and ``benchmarks/masks.py`` times both.
@@ -124,13 +124,18 @@ def box_areas(masks: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return np.array(counts, dtype=np.int64).reshape(len(masks))
 
 
+def box_intersections(boxes: np.ndarray) -> np.ndarray:
+    """boxes: (M, 4) end-exclusive pixel extents. Returns (M, M) int64 pixel areas of the pairwise overlaps."""
+    x0, y0, x1, y1 = (boxes[:, k] for k in range(4))
+    inter_w = np.clip(np.minimum(x1[:, None], x1[None]) - np.maximum(x0[:, None], x0[None]), 0, None)  # (M, M)
+    inter_h = np.clip(np.minimum(y1[:, None], y1[None]) - np.maximum(y0[:, None], y0[None]), 0, None)  # (M, M)
+    return inter_w * inter_h
+
+
 def box_iou_matrix(boxes: np.ndarray) -> np.ndarray:
     """boxes: (M, 4) end-exclusive pixel extents. Returns (M, M) float64 IoU."""
-    x0, y0, x1, y1 = (boxes[:, k] for k in range(4))
-    inter_w = np.clip(np.minimum(x1[:, None], x1[None]) - np.maximum(x0[:, None], x0[None]), 0, None)
-    inter_h = np.clip(np.minimum(y1[:, None], y1[None]) - np.maximum(y0[:, None], y0[None]), 0, None)
-    inter = inter_w * inter_h
-    area = (x1 - x0) * (y1 - y0)
+    inter = box_intersections(boxes)  # (M, M)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])  # (M,)
     return inter / (area[:, None] + area[None] - inter)
 
 
@@ -152,78 +157,84 @@ def rank_order(pred_iou: np.ndarray, stability: np.ndarray) -> np.ndarray:
     return np.argsort(-scores, kind="stable")
 
 
-@dataclass
-class PixelGroups:
-    """Pixels grouped by the set of masks covering them.
+#: (256,) uint8 number of set bits of each byte value.
+POPCOUNT = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(axis=1).astype(np.uint8)
 
-    pixel_group: (H*W,) int64 group of each pixel.
-    counts:      (G,) int64 pixels per group.
-    members:     (G, M) bool, members[g, j] when mask j covers the pixels of group g.
+
+def intersection_bounds(boxes: np.ndarray, areas: np.ndarray) -> np.ndarray:
+    """Upper bounds on the pairwise intersections: min(area_i, area_j, |box_i & box_j|).
+
+    boxes: (M, 4) end-exclusive extents; areas: (M,) int64 pixel counts. Returns (M, M) int64.
     """
-
-    pixel_group: np.ndarray
-    counts: np.ndarray
-    members: np.ndarray
+    return np.minimum(np.minimum(areas[:, None], areas[None]), box_intersections(boxes))
 
 
-def pixel_groups(masks: np.ndarray, index: np.ndarray, boxes: np.ndarray) -> PixelGroups:
-    """Group pixels by the set of masks ``masks[index]`` covering them (exact partition refinement).
+def pair_intersections(
+    masks: np.ndarray, index: np.ndarray, boxes: np.ndarray, first: np.ndarray, second: np.ndarray
+) -> np.ndarray:
+    """Exact pixel counts of ``masks[index[first]] & masks[index[second]]``, pair by pair.
 
-    masks: (M_all, H, W) bool; index: (M,) int64 masks to use, in member order; boxes: (M, 4)
-    their extents. Each mask splits every group it covers: its pixels move to a fresh id per old
-    id (a bincount over the ids, no sort), so the work is about the sum of the masks' box areas.
+    masks: (M_all, H, W) bool; index: (M,) int64 masks to use; boxes: (M, 4) their extents;
+    first, second: (P,) int64 positions in ``index``. Each mask taking part is bit-packed over
+    its box's rows (8 pixels a byte); a pair's count is the popcount of the AND of the two masks'
+    rows shared by both boxes, all pairs in one gather. Returns (P,) int64.
     """
     _, height, width = masks.shape
-    group = np.zeros((height, width), dtype=np.int64)  # every pixel starts in id 0 (no mask)
-    id_members = np.zeros((1024, len(index)), dtype=bool)  # (capacity, M) covering set of each id
-    next_id, compact_above = 1, 1 << 16
+    involved, slot = np.unique(np.concatenate([first, second]), return_inverse=True)  # (K,), (2P,)
+    packed = np.zeros((len(involved), height, (width + 7) // 8), dtype=np.uint8)  # (K, H, ceil(W/8))
+    for k, position in enumerate(involved):
+        _, y0, _, y1 = boxes[position]
+        packed[k, y0:y1] = np.packbits(masks[index[position], y0:y1], axis=-1)
+    top = np.maximum(boxes[first, 1], boxes[second, 1])  # (P,) first shared row
+    heights = np.clip(np.minimum(boxes[first, 3], boxes[second, 3]) - top, 0, None)  # (P,) shared rows
+    pair = np.repeat(np.arange(len(first)), heights)  # (E,) pair of each shared row
+    row = top[pair] + np.arange(len(pair)) - np.repeat(np.cumsum(heights) - heights, heights)  # (E,)
+    shared = packed[slot[: len(first)][pair], row] & packed[slot[len(first) :][pair], row]  # (E, ceil(W/8))
+    counts = POPCOUNT[shared].sum(axis=1, dtype=np.int64)  # (E,)
+    return np.bincount(pair, weights=counts, minlength=len(first)).astype(np.int64)
+
+
+def duplicate_keep(
+    masks: np.ndarray, index: np.ndarray, boxes: np.ndarray, areas: np.ndarray, thresh: float
+) -> np.ndarray:
+    """Greedy duplicate removal on mask IoU (step c); masks ``index`` (M,) in rank order.
+
+    boxes: (M, 4); areas: (M,) int64. The IoU computed from ``intersection_bounds`` bounds the
+    true one from above (it grows with the intersection, and so does its rounding), so only the
+    pairs whose bound exceeds ``thresh`` need their exact intersection: near-duplicates, few.
+    Returns (M,) bool kept.
+    """
+    bound = intersection_bounds(boxes, areas).astype(np.float64)  # (M, M)
+    union = areas[:, None] + areas[None]  # (M, M) int64, before subtracting the intersection
+    iou = bound / (union - bound)  # (M, M) >= the true IoU
+    first, second = np.nonzero(np.triu(iou > thresh, 1))  # (P,) candidate pairs
+    inter = pair_intersections(masks, index, boxes, first, second).astype(np.float64)  # (P,)
+    iou[first, second] = inter / (union[first, second] - inter)
+    return greedy_keep(iou, thresh)
+
+
+def claim_masks(
+    masks: np.ndarray, index: np.ndarray, boxes: np.ndarray, areas: np.ndarray, options: MaskSelectionOptions
+) -> tuple[np.ndarray, np.ndarray]:
+    """Non-overlapping selection (step d), mask by mask within its box.
+
+    masks: (M_all, H, W) bool; index: (M,) int64 masks in rank order; boxes: (M, 4); areas: (M,).
+    Returns (H, W) int32 segments (ids in acceptance order, -1 unclaimed) and the (M',) int64
+    positions in ``index`` of the accepted masks.
+    """
+    _, height, width = masks.shape
+    segments = np.full((height, width), UNLABELED, dtype=np.int32)  # (H, W)
+    claimed = np.zeros((height, width), dtype=bool)  # (H, W) segments >= 0, as bool for cheap tests
+    accepted = []
     for position, (j, (x0, y0, x1, y1)) in enumerate(zip(index, boxes)):
-        if next_id > compact_above:  # ids are never reused: renumber the live ones now and then
-            group, id_members, next_id = _compact_ids(group, id_members, next_id)
-            compact_above = max(compact_above, 2 * next_id)
-        window = group[y0:y1, x0:x1]
-        inside = masks[j, y0:y1, x0:x1]
-        old = window.ravel()[inside.ravel()]  # (A_j,) ids of the mask's pixels (copies beat 2-D indexing)
-        touched = np.flatnonzero(np.bincount(old, minlength=next_id))  # distinct old ids
-        while next_id + len(touched) > len(id_members):
-            id_members = np.concatenate([id_members, np.zeros_like(id_members)])
-        fresh = np.arange(next_id, next_id + len(touched))
-        id_members[fresh] = id_members[touched]
-        id_members[fresh, position] = True
-        fresh_of_old = np.empty(next_id, dtype=np.int64)
-        fresh_of_old[touched] = fresh
-        window[inside] = fresh_of_old[old]
-        next_id += len(touched)
-    group, id_members, num_groups = _compact_ids(group, id_members, next_id)
-    pixel_group = group.ravel()
-    return PixelGroups(pixel_group, np.bincount(pixel_group, minlength=num_groups), id_members[:num_groups])
-
-
-def _compact_ids(group: np.ndarray, id_members: np.ndarray, next_id: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Renumber the ids present in ``group`` (H, W) to 0..G-1 in order, with their rows of
-    ``id_members`` (capacity, M). Returns (group, id_members, G)."""
-    used = np.bincount(group.ravel(), minlength=next_id) > 0
-    compact_id = np.cumsum(used) - 1
-    live = id_members[:next_id][used]
-    id_members = np.zeros_like(id_members)
-    id_members[: len(live)] = live
-    return compact_id[group], id_members, len(live)
-
-
-def pairwise_intersections(groups: PixelGroups) -> np.ndarray:
-    """(M, M) int64 pixel counts of every pairwise intersection (diagonal: areas)."""
-    group_of_entry, mask_of_entry = np.nonzero(groups.members)  # entries sorted by group
-    num_masks = groups.members.shape[1]
-    group_size = np.bincount(group_of_entry, minlength=len(groups.counts))
-    group_start = np.cumsum(group_size) - group_size
-    partners = group_size[group_of_entry]  # per entry, entries sharing its group (itself included)
-    first = np.repeat(np.arange(len(group_of_entry)), partners)
-    offset_in_group = np.arange(len(first)) - np.repeat(np.cumsum(partners) - partners, partners)
-    second = group_start[group_of_entry[first]] + offset_in_group
-    pair_index = mask_of_entry[first] * num_masks + mask_of_entry[second]
-    weights = groups.counts[group_of_entry[first]].astype(np.float64)
-    totals = np.bincount(pair_index, weights=weights, minlength=num_masks * num_masks)
-    return np.rint(totals).astype(np.int64).reshape(num_masks, num_masks)
+        taken = claimed[y0:y1, x0:x1]  # (h, w) view
+        free = masks[j, y0:y1, x0:x1] > taken  # (h, w): mask and not taken
+        visible = np.count_nonzero(free)
+        if visible >= options.min_visible_fraction * areas[position] and visible >= options.min_region_area:
+            taken |= free
+            segments[y0:y1, x0:x1][free] = len(accepted)
+            accepted.append(position)
+    return segments, np.asarray(accepted, dtype=np.int64)
 
 
 def _empty_segment_map(height: int, width: int) -> SegmentMap:
@@ -242,7 +253,7 @@ def select_masks(
     masks: (M, H, W) bool; pred_iou, stability: (M,) float; boxes: (M, 4) from ``mask_boxes``
     when already known. Returns a SegmentMap with (H, W) segments and (M',) float32 scores.
     """
-    num_masks, height, width = masks.shape
+    _, height, width = masks.shape
     boxes = mask_boxes(masks) if boxes is None else boxes
     areas = box_areas(masks, boxes)
     order = rank_order(pred_iou, stability)
@@ -257,25 +268,10 @@ def select_masks(
     boxes = boxes[order]
     kept = greedy_keep(box_iou_matrix(boxes), options.box_nms_thresh)
     order, boxes, areas = order[kept], boxes[kept], areas[order[kept]]
-
-    groups = pixel_groups(masks, order, boxes)
-    inter = pairwise_intersections(groups).astype(np.float64)
-    mask_iou = inter / (areas[:, None] + areas[None] - inter)
-    unique = np.flatnonzero(greedy_keep(mask_iou, options.duplicate_iou_thresh))
-
-    entry_mask, entry_group = np.nonzero(groups.members[:, unique].T)  # entries sorted by mask
-    bounds = np.searchsorted(entry_mask, np.arange(len(unique) + 1))
-    owner = np.full(len(groups.counts), UNLABELED, dtype=np.int64)  # (G,) selected mask per group
-    selected = []
-    for position, mask_index in enumerate(unique):
-        mask_groups = entry_group[bounds[position] : bounds[position + 1]]
-        free = mask_groups[owner[mask_groups] == UNLABELED]
-        visible = groups.counts[free].sum()
-        if visible >= options.min_visible_fraction * areas[mask_index] and visible >= options.min_region_area:
-            owner[free] = len(selected)
-            selected.append(order[mask_index])
-    segments = owner[groups.pixel_group].reshape(height, width).astype(np.int32)
-    selected = np.asarray(selected, dtype=np.int64)
+    unique = duplicate_keep(masks, order, boxes, areas, options.duplicate_iou_thresh)
+    order, boxes, areas = order[unique], boxes[unique], areas[unique]
+    segments, accepted = claim_masks(masks, order, boxes, areas, options)
+    selected = order[accepted]
     scores = (pred_iou[selected].astype(np.float64) * stability[selected].astype(np.float64)).astype(np.float32)
     return remove_small_regions(segments, scores, options.min_region_area)
 
@@ -287,14 +283,15 @@ def remove_small_regions(segments: np.ndarray, scores: np.ndarray, min_area: int
     """
     from skimage.measure import label
 
-    regions = label(segments, background=UNLABELED, connectivity=1).ravel()  # (H*W,), 0 = unlabeled
-    region_mask = np.full(regions.max() + 1, UNLABELED, dtype=np.int64)  # (R + 1,) mask of each region
+    regions = label(segments, background=UNLABELED, connectivity=1).ravel()  # (H*W,) int64, 0 = unlabeled
+    sizes = np.bincount(regions)  # (R + 1,)
+    region_mask = np.full(len(sizes), UNLABELED, dtype=np.int32)  # (R + 1,) mask of each region
     region_mask[regions] = segments.ravel()
-    region_mask[np.bincount(regions) < min_area] = UNLABELED
+    region_mask[sizes < min_area] = UNLABELED
     region_mask[0] = UNLABELED
     present = np.bincount(region_mask[region_mask >= 0], minlength=len(scores)) > 0  # (M,)
-    new_ids = np.append(np.cumsum(present) - 1, UNLABELED)  # index -1 maps unlabeled to itself
-    segments = new_ids[region_mask[regions]].astype(np.int32).reshape(segments.shape)
+    new_ids = np.append(np.cumsum(present, dtype=np.int32) - 1, np.int32(UNLABELED))  # (M + 1,) -1 maps to -1
+    segments = new_ids[region_mask][regions].reshape(segments.shape)  # one gather over the pixels
     return SegmentMap(segments, int(present.sum()), scores[present].astype(np.float32))
 
 

@@ -9,11 +9,12 @@ import torch
 from cclgs_core.masks import (
     MaskSelectionOptions,
     TwoLevelCollector,
+    box_areas,
+    intersection_bounds,
     level_membership,
     level_ranks,
     mask_boxes,
-    pairwise_intersections,
-    pixel_groups,
+    pair_intersections,
     point_grid,
     remove_small_regions,
     select_masks,
@@ -109,18 +110,19 @@ def test_collector_with_no_candidate_gives_empty_levels():
         assert level.num_masks == 0 and (level.segments == UNLABELED).all() and level.scores.shape == (0,)
 
 
-def test_pixel_groups_are_exact_and_intersections_match_brute_force():
+def test_pair_intersections_are_exact_and_bounded():
     rng = np.random.default_rng(3)
     masks = random_masks(rng, 25, 40, 50)
-    masks[7] = False  # an empty mask has no pixel in any group
+    masks[7] = False  # an empty mask intersects nothing
     index = np.arange(len(masks))[::-1].copy()
-    groups = pixel_groups(masks, index, mask_boxes(masks)[index])
-    covering = masks[index].reshape(len(masks), -1).T  # (H*W, M) covering set of each pixel
-    np.testing.assert_array_equal(groups.members[groups.pixel_group], covering)
-    assert len(np.unique(groups.members, axis=0)) == len(groups.counts)  # no group is split
-    np.testing.assert_array_equal(groups.counts, np.bincount(groups.pixel_group))
+    boxes = mask_boxes(masks)[index]
     flat = masks[index].reshape(len(masks), -1).astype(np.int64)
-    np.testing.assert_array_equal(pairwise_intersections(groups), flat @ flat.T)
+    brute = flat @ flat.T  # (M, M)
+    bounds = intersection_bounds(boxes, box_areas(masks[index], boxes))
+    assert (bounds >= brute).all()
+    first, second = np.triu_indices(len(masks), 1)
+    np.testing.assert_array_equal(pair_intersections(masks, index, boxes, first, second), brute[first, second])
+    assert pair_intersections(masks, index, boxes, first[:0], second[:0]).shape == (0,)
 
 
 @pytest.mark.parametrize("seed", range(6))
