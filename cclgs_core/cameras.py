@@ -32,23 +32,29 @@ def orbit_poses(count: int, radius: float, height: float, target: np.ndarray = n
     return poses
 
 
-def path_order(camera_to_worlds: list[np.ndarray], rotation_weight: float = 0.5) -> list[int]:
-    """Order views along a camera path by greedy nearest neighbour, starting from view 0.
+def view_distances(camera_to_worlds: list[np.ndarray], rotation_weight: float = 0.5) -> np.ndarray:
+    """(V, V) float64 distances between views, inf on the diagonal.
 
     camera_to_worlds: V (4, 4) poses. The distance between two views is the distance between
     their centres (in units of the median nearest-neighbour spacing) plus ``rotation_weight``
-    times the angle between their viewing directions in radians. Returns a permutation of 0..V-1.
+    times the angle between their viewing directions in radians.
     """
+    count = len(camera_to_worlds)
+    centres = np.array([pose[:3, 3] for pose in camera_to_worlds]).reshape(count, 3)  # (V, 3)
+    forwards = np.array([pose[:3, 2] / np.linalg.norm(pose[:3, 2]) for pose in camera_to_worlds]).reshape(count, 3)
+    spacing = np.linalg.norm(centres[:, None] - centres[None], axis=-1) + np.diag(np.full(count, np.inf))  # (V, V)
+    scale = float(np.median(spacing.min(axis=1))) if count > 1 else 1.0
+    angles = np.arccos(np.clip(forwards @ forwards.T, -1.0, 1.0))  # (V, V)
+    return spacing / max(scale, 1e-12) + rotation_weight * angles
+
+
+def path_order(camera_to_worlds: list[np.ndarray], rotation_weight: float = 0.5) -> list[int]:
+    """Order views along a camera path by greedy nearest neighbour (``view_distances``),
+    starting from view 0. camera_to_worlds: V (4, 4) poses. Returns a permutation of 0..V-1."""
     count = len(camera_to_worlds)
     if count == 0:
         return []
-    centres = np.array([pose[:3, 3] for pose in camera_to_worlds])  # (V, 3)
-    forwards = np.array([pose[:3, 2] / np.linalg.norm(pose[:3, 2]) for pose in camera_to_worlds])  # (V, 3)
-    spacing = np.linalg.norm(centres[:, None] - centres[None], axis=-1)  # (V, V)
-    off_diagonal = spacing + np.diag(np.full(count, np.inf))
-    scale = float(np.median(off_diagonal.min(axis=1))) if count > 1 else 1.0
-    angles = np.arccos(np.clip(forwards @ forwards.T, -1.0, 1.0))  # (V, V)
-    distance = spacing / max(scale, 1e-12) + rotation_weight * angles
+    distance = view_distances(camera_to_worlds, rotation_weight)
     order, visited = [0], np.zeros(count, dtype=bool)
     visited[0] = True
     for _ in range(count - 1):

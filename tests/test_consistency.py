@@ -119,6 +119,9 @@ def test_reprojection_tracker_beats_no_tracker_on_a_tiny_world(tiny_world, tmp_p
         scores[tracker] = pairwise_track_scores(views, tracks, truth)
     assert scores["none"].recall == 0.0 and scores["none"].labelled == 0.0
     reprojection = scores["reprojection"]
-    assert reprojection.precision > 0.8
-    assert reprojection.recall > 0.1
-    assert reprojection.labelled > 0.9
+    # Measured on this world: precision 0.97, recall 0.58, labelled 0.81 (masks linked to no
+    # other view stay -1). A tracker that starts a new track per unmatched mask had recall 0.17
+    # on the default world.
+    assert reprojection.precision > 0.9
+    assert reprojection.recall > 0.4
+    assert reprojection.labelled > 0.7

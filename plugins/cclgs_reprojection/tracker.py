@@ -1,13 +1,28 @@
 """Tracking masks across views through the scene's geometry.
 
-The SAM2 video predictor propagates masks in 2D; with a 3D Gaussian scene at hand the same can
-be done exactly in 3D. Views are visited along the camera path. Each track keeps the 3D
-points (mask pixels lifted with the rendered depth) of every mask it has claimed so far. In a
-new view each track's points are projected and depth-tested against the view's rendered
-depth, which gives the track's *propagated mask*; a mask takes the label of the propagated
-mask it overlaps with IoU above ``iou_threshold`` (0.5 as in CCL-LGS; at most one track can
-pass for a mask because masks do not overlap). A mask that no track claims starts a new
-track, so objects unseen in the first view get labels too (the re-seeding the paper lacks).
+The SAM2 video predictor propagates masks in 2D; with a 3D Gaussian scene at hand, masks of
+different views can be compared in 3D directly. Every mask pixel with geometry is lifted to a
+world point with the depth rendered from the Gaussians. For two views u and v, the points of
+mask a (of u) are projected into v and depth-tested against v's rendered depth; those that
+pass are the part of a that v sees, and the share of them landing in mask b (of v) is the
+*containment* c(a -> b). Measured both ways, the two containments give an IoU of a and b in
+3D, restricted to the surface both views see:
+
+    IoU(a, b) = 1 / (1 / c(a -> b) + 1 / c(b -> a) - 1)
+
+Two masks whose IoU exceeds ``iou_threshold`` (0.5, CCL-LGS's matching threshold) are linked,
+and a track is a connected component of the links over all pairs of nearby views. Because the
+comparison is between every pair of views, not a chain from the first frame:
+
+- an object unseen in the first view gets a track like any other (the re-seeding the paper
+  lacks);
+- one damaged mask (split, merged, eroded) fails its own links only; it cannot start a rival
+  track that captures later clean masks of the object, as a sequential tracker's would;
+- occlusion is handled by the depth test: only the surface both views see is compared.
+
+A mask linked to nothing in any other view (``min_views``) stays -1, so it takes part in no
+pull or push pair. The IoU threshold keeps chains from bridging objects: a mask over two
+objects links to the one that dominates it, never to both.
 """
 
 from __future__ import annotations
@@ -17,7 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cclgs_core.errors import DataError
+from cclgs_core.errors import ConfigError, DataError
 from cclgs_core.types import UNLABELED, Camera, Frame, Scene, SegmentMap
 
 
@@ -29,52 +44,142 @@ def lift_pixels(rows: np.ndarray, cols: np.ndarray, depth: np.ndarray, camera: C
     return (points_camera @ camera.camera_to_world.T)[:, :3]
 
 
-def propagate(points: np.ndarray, camera: Camera, depth: np.ndarray, valid: np.ndarray, tolerance: float, radius: int) -> np.ndarray:
-    """(H, W) bool pixels where ``points`` (P, 3) are visible: inside the image, in front of the
-    camera and within ``tolerance`` (relative) of the rendered ``depth`` (H, W) where ``valid``
-    (H, W) marks pixels with geometry; each hit is dilated by ``radius`` pixels."""
+def project_visible(
+    points: np.ndarray, camera: Camera, depth: np.ndarray, valid: np.ndarray, tolerance: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which world points (P, 3) a view sees, and where.
+
+    depth: (H, W) the view's rendered depth; valid: (H, W) bool pixels with geometry. A point
+    is seen when it projects inside the image, in front of the camera, onto a valid pixel, with
+    a camera depth within ``tolerance`` (relative) of the rendered one.
+    Returns seen (P,) bool and pixel (P,) int64 flat index row * W + col (meaningful where seen).
+    """
     height, width = depth.shape
-    mask = np.zeros((height, width), dtype=bool)
-    homogeneous = np.concatenate([points, np.ones((len(points), 1))], axis=1)
+    homogeneous = np.concatenate([points, np.ones((len(points), 1))], axis=1)  # (P, 4)
     camera_points = homogeneous @ camera.world_to_camera.T  # (P, 4)
     z = camera_points[:, 2]
     front = z > 1e-6
-    cols = np.floor(camera_points[front, 0] / z[front] * camera.fx + camera.cx).astype(np.int64)
-    rows = np.floor(camera_points[front, 1] / z[front] * camera.fy + camera.cy).astype(np.int64)
-    z = z[front]
-    inside = (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)
-    rows, cols, z = rows[inside], cols[inside], z[inside]
-    surface = depth[rows, cols]
-    visible = valid[rows, cols] & (np.abs(z - surface) <= tolerance * surface)
-    rows, cols = rows[visible], cols[visible]
-    for dy in range(-radius, radius + 1):
-        for dx in range(-radius, radius + 1):
-            mask[np.clip(rows + dy, 0, height - 1), np.clip(cols + dx, 0, width - 1)] = True
-    return mask
+    safe_z = np.where(front, z, 1.0)
+    cols = np.floor(camera_points[:, 0] / safe_z * camera.fx + camera.cx).astype(np.int64)
+    rows = np.floor(camera_points[:, 1] / safe_z * camera.fy + camera.cy).astype(np.int64)
+    seen = front & (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)
+    pixel = np.where(seen, rows * width + cols, 0)  # (P,)
+    surface = depth.reshape(-1)[pixel]
+    seen &= valid.reshape(-1)[pixel] & (np.abs(z - surface) <= tolerance * surface)
+    return seen, pixel
+
+
+def containment(
+    mask_ids: np.ndarray, seen: np.ndarray, landed: np.ndarray, num_source: int, num_target: int, min_seen: int
+) -> np.ndarray:
+    """Share of each source mask's seen points that land in each target mask.
+
+    mask_ids: (P,) source mask of each point; seen: (P,) bool whether the target view sees it;
+    landed: (P,) target mask id under it (-1 = none). Returns (num_source, num_target) float64,
+    0 for a source mask with fewer than ``min_seen`` seen points.
+    """
+    seen_counts = np.bincount(mask_ids[seen], minlength=num_source)  # (num_source,)
+    hit = seen & (landed >= 0)
+    joint = np.bincount(mask_ids[hit] * num_target + landed[hit], minlength=num_source * num_target)
+    joint = joint.reshape(num_source, num_target).astype(np.float64)
+    reliable = seen_counts >= max(min_seen, 1)
+    return np.where(reliable[:, None], joint / np.maximum(seen_counts, 1)[:, None], 0.0)
+
+
+def iou_from_containments(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
+    """forward: (Mu, Mv) c(a -> b); backward: (Mu, Mv) c(b -> a). Returns (Mu, Mv) IoU in 3D."""
+    product = forward * backward
+    denominator = forward + backward - product
+    return np.divide(product, denominator, out=np.zeros_like(product), where=denominator > 0)
+
+
+def cluster_links(a: np.ndarray, b: np.ndarray, iou: np.ndarray, mask_view: np.ndarray, min_views: int) -> np.ndarray:
+    """Tracks from links between masks, strongest link first, never joining two tracks that
+    already hold masks of one view.
+
+    a, b: (E,) global ids of linked masks; iou: (E,) their 3D IoU; mask_view: (n,) view of
+    each mask. Two masks of one view are two regions of the image, so a track may gain at most
+    one mask per view through a merge; this cannot-link rule stops a chain of links (one
+    through a mask spanning two objects, say) from joining two objects that some view shows
+    apart. Returns (n,) int64 track ids numbered by first mask, -1 for tracks spanning fewer
+    than ``min_views`` views.
+    """
+    count = len(mask_view)
+    parent = np.arange(count)
+    views: list[set[int]] = [{int(view)} for view in mask_view]  # per root, the views its track holds
+
+    def find(node: int) -> int:
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    for edge in np.argsort(-iou, kind="stable"):
+        root_a, root_b = find(int(a[edge])), find(int(b[edge]))
+        if root_a == root_b or not views[root_a].isdisjoint(views[root_b]):
+            continue
+        if len(views[root_a]) < len(views[root_b]):
+            root_a, root_b = root_b, root_a
+        parent[root_b] = root_a
+        views[root_a] |= views[root_b]
+    roots = np.array([find(node) for node in range(count)], dtype=np.int64)  # (n,)
+    labels = np.full(count, UNLABELED, dtype=np.int64)
+    next_label: dict[int, int] = {}
+    for node, root in enumerate(roots):
+        if len(views[root]) >= min_views:
+            labels[node] = next_label.setdefault(int(root), len(next_label))
+    return labels
 
 
 class ReprojectionTracker:
-    """Labels masks consistently across views using depth rendered from the scene's Gaussians."""
+    """Labels masks consistently across views by their 3D overlap, using depth rendered from
+    the scene's Gaussians (see the module docstring).
+
+    renderer:            field backend that renders the depth
+    iou_threshold:       3D IoU above which two masks of different views are linked
+    depth_tolerance:     relative depth difference within which a projected point is visible
+    min_alpha:           rendered opacity from which a pixel has geometry
+    neighbours:          each view is compared with this many nearest views (by pose)
+    min_views:           a track must span this many views; smaller ones are labelled -1
+    min_seen_pixels:     a mask needs this many points seen by the other view to be compared
+    max_points_per_view: mask pixels are lifted on a regular grid thinned to at most this many
+    gaussians:           a 3DGS .ply to render depth from (default: the scene's own)
+    """
 
     def __init__(
         self,
         renderer: str = "torch",
         iou_threshold: float = 0.5,
         depth_tolerance: float = 0.03,
-        dilation: int = 1,
         min_alpha: float = 0.5,
-        max_points_per_track: int = 50_000,
+        neighbours: int = 16,
+        min_views: int = 2,
+        min_seen_pixels: int = 16,
+        max_points_per_view: int = 200_000,
         gaussians: Path | None = None,
-        seed: int = 0,
     ):
+        problems = []
+        if not 0.0 < iou_threshold < 1.0:
+            problems.append(f"iou_threshold must lie in (0, 1), got {iou_threshold}")
+        if depth_tolerance <= 0:
+            problems.append(f"depth_tolerance must be > 0, got {depth_tolerance}")
+        if neighbours < 1:
+            problems.append(f"neighbours must be >= 1, got {neighbours}")
+        if min_views < 1:
+            problems.append(f"min_views must be >= 1, got {min_views}")
+        if max_points_per_view < 1:
+            problems.append(f"max_points_per_view must be >= 1, got {max_points_per_view}")
+        if problems:
+            raise ConfigError("tracker reprojection: " + "; ".join(problems))
         self.renderer = renderer
         self.iou_threshold = iou_threshold
         self.depth_tolerance = depth_tolerance
-        self.dilation = dilation
         self.min_alpha = min_alpha
-        self.max_points_per_track = max_points_per_track
+        self.neighbours = neighbours
+        self.min_views = min_views
+        self.min_seen_pixels = min_seen_pixels
+        self.max_points_per_view = max_points_per_view
         self.gaussians = gaussians
-        self.seed = seed
 
     def _depths(self, scene: Scene, frames: Sequence[Frame]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per frame: rendered depth (H, W) float64 and alpha >= min_alpha (H, W) bool."""
@@ -100,43 +205,64 @@ class ReprojectionTracker:
                 result.append((output.depth.numpy().astype(np.float64), output.alpha.numpy() >= self.min_alpha))
         return result
 
-    def track(self, scene: Scene, frames: Sequence[Frame], segment_maps: Sequence[SegmentMap]) -> list[np.ndarray]:
-        """Returns per view an (M_t,) int64 array of track ids, -1 for masks without geometry."""
-        from cclgs_core.cameras import path_order
+    def _mask_points(self, segments: np.ndarray, depth: np.ndarray, valid: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.ndarray]:
+        """World points (P, 3) of one view's mask pixels with geometry, on a grid thinned to at
+        most ``max_points_per_view`` pixels, and the (P,) int64 mask id of each."""
+        height, width = segments.shape
+        stride = max(1, int(np.ceil(np.sqrt(height * width / self.max_points_per_view))))
+        keep = (segments >= 0) & valid
+        grid = np.zeros_like(keep)
+        grid[::stride, ::stride] = True
+        rows, cols = np.nonzero(keep & grid)
+        return lift_pixels(rows, cols, depth[rows, cols], camera), segments[rows, cols].astype(np.int64)
 
-        labels = [np.full(segment_map.num_masks, UNLABELED, dtype=np.int64) for segment_map in segment_maps]
-        if not any(segment_map.num_masks for segment_map in segment_maps):
+    def _view_pairs(self, frames: Sequence[Frame]) -> list[tuple[int, int]]:
+        """Unordered pairs (u, v), u < v, of views where one is among the other's neighbours."""
+        from cclgs_core.cameras import view_distances
+
+        count = len(frames)
+        distance = view_distances([frame.camera.camera_to_world for frame in frames])  # (V, V)
+        nearest = np.argsort(distance, axis=1, kind="stable")[:, : min(self.neighbours, count - 1)]  # (V, k)
+        pairs = {(min(u, int(v)), max(u, int(v))) for u in range(count) for v in nearest[u]}
+        return sorted(pairs)
+
+    def track(self, scene: Scene, frames: Sequence[Frame], segment_maps: Sequence[SegmentMap]) -> list[np.ndarray]:
+        """Returns per view an (M_t,) int64 array of track ids, -1 for masks in no track."""
+        counts = [segment_map.num_masks for segment_map in segment_maps]
+        labels = [np.full(count, UNLABELED, dtype=np.int64) for count in counts]
+        if len(frames) < 2 or not any(counts):
             return labels
         depths = self._depths(scene, frames)
-        rng = np.random.default_rng(self.seed)
-        tracks: list[np.ndarray] = []  # per track (P, 3) world points
-        for view in path_order([frame.camera.camera_to_world for frame in frames]):
-            segments, camera = segment_maps[view].segments, frames[view].camera
-            depth, valid = depths[view]
-            propagated = [
-                propagate(points, camera, depth, valid, self.depth_tolerance, self.dilation) for points in tracks
-            ]
-            for mask_id in range(segment_maps[view].num_masks):
-                mask = segments == mask_id
-                if propagated:
-                    stack = np.stack(propagated)  # (tracks, H, W)
-                    intersection = (stack & mask).sum(axis=(1, 2))
-                    union = (stack | mask).sum(axis=(1, 2))
-                    iou = intersection / np.maximum(union, 1)
-                    best = int(np.argmax(iou))
-                    if iou[best] > self.iou_threshold:
-                        labels[view][mask_id] = best
-                rows, cols = np.nonzero(mask & valid)
-                if len(rows) == 0:
-                    continue  # a mask over empty space has no 3D points: it stays unlabeled
-                points = lift_pixels(rows, cols, depth[rows, cols], camera)
-                if labels[view][mask_id] == UNLABELED:
-                    labels[view][mask_id] = len(tracks)
-                    tracks.append(points)
-                else:
-                    track_id = int(labels[view][mask_id])
-                    merged = np.concatenate([tracks[track_id], points])
-                    if len(merged) > self.max_points_per_track:
-                        merged = merged[rng.choice(len(merged), self.max_points_per_track, replace=False)]
-                    tracks[track_id] = merged
-        return labels
+        points = [
+            self._mask_points(segment_map.segments, depth, valid, frame.camera)
+            for segment_map, (depth, valid), frame in zip(segment_maps, depths, frames)
+        ]
+        offsets = np.concatenate([[0], np.cumsum(counts)])  # (V + 1,) first global id of each view's masks
+        links_a, links_b, link_ious = [], [], []
+        for u, v in self._view_pairs(frames):
+            if counts[u] == 0 or counts[v] == 0:
+                continue
+            forward = self._containment(points[u], counts[u], segment_maps[v], depths[v], frames[v].camera)  # (Mu, Mv)
+            backward = self._containment(points[v], counts[v], segment_maps[u], depths[u], frames[u].camera)  # (Mv, Mu)
+            iou = iou_from_containments(forward, backward.T)  # (Mu, Mv)
+            rows, cols = np.nonzero(iou > self.iou_threshold)
+            links_a.append(offsets[u] + rows)
+            links_b.append(offsets[v] + cols)
+            link_ious.append(iou[rows, cols])
+        if links_a:
+            a, b, iou = np.concatenate(links_a), np.concatenate(links_b), np.concatenate(link_ious)
+        else:
+            a = b = np.zeros(0, dtype=np.int64)
+            iou = np.zeros(0)
+        mask_view = np.repeat(np.arange(len(counts)), counts)  # (total,)
+        global_labels = cluster_links(a, b, iou, mask_view, self.min_views)  # (total,)
+        return [global_labels[offsets[view] : offsets[view + 1]] for view in range(len(counts))]
+
+    def _containment(self, source: tuple[np.ndarray, np.ndarray], num_source: int, target: SegmentMap, target_depth, target_camera: Camera) -> np.ndarray:
+        """c(a -> b) for the masks of one view (points, ids from ``_mask_points``) into another.
+        target_depth: (depth (H, W), valid (H, W)). Returns (num_source, M_target)."""
+        world_points, mask_ids = source
+        depth, valid = target_depth
+        seen, pixel = project_visible(world_points, target_camera, depth, valid, self.depth_tolerance)
+        landed = np.where(seen, target.segments.reshape(-1)[pixel], UNLABELED)  # (P,)
+        return containment(mask_ids, seen, landed, num_source, target.num_masks, self.min_seen_pixels)
