@@ -100,15 +100,23 @@ class Frame:
     ground_truth: Mapping[str, Path] = field(default_factory=dict)
 
     def load_image(self) -> np.ndarray:
-        """(H, W, 3) uint8 RGB at the camera's resolution."""
+        """(H, W, 3) uint8 RGB at the camera's resolution; DataError naming the file when it cannot be decoded."""
         from PIL import Image
 
-        with Image.open(self.image_path) as image:
-            image = image.convert("RGB")
-            size = (self.camera.width, self.camera.height)
-            if image.size != size:
-                image = image.resize(size, Image.Resampling.BILINEAR)
-            return np.asarray(image, dtype=np.uint8).copy()
+        from cclgs_core.errors import DataError
+
+        try:
+            with Image.open(self.image_path) as image:
+                image = image.convert("RGB")
+                size = (self.camera.width, self.camera.height)
+                if image.size != size:
+                    image = image.resize(size, Image.Resampling.BILINEAR)
+                return np.asarray(image, dtype=np.uint8).copy()
+        except (OSError, SyntaxError) as error:  # PIL's errors for unreadable, truncated or corrupt image data
+            raise DataError(
+                f"{self.image_path}: cannot read the image of frame {self.name} ({error}); "
+                "replace the file with an intact copy, or remove the frame from the scene"
+            ) from None
 
 
 @dataclass
