@@ -87,6 +87,8 @@ class SyntheticMaskGenerator:
             for i, j in set(zip(a[touching].tolist(), b[touching].tolist())):
                 neighbours[i].add(j)
                 neighbours[j].add(i)
+        if not neighbours:  # a view without masks: nothing to merge
+            return segments
         root = np.arange(len(neighbours))
 
         def find(i: int) -> int:
