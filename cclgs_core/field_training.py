@@ -2,11 +2,11 @@
 
 Per step: one training view (a seeded shuffle of the views per epoch), render the field's
 features with the field backend, decode each level with its head and apply the compressor's
-loss to the pixels that carry a target. Adam, lr 1e-3, on the per-Gaussian features and the
-heads; the geometry is frozen. A checkpoint (features, heads, optimiser, step) is
-written atomically every ``checkpoint_every`` steps, so a killed run resumes where it stopped
-and ends with the same result. A non-finite loss stops training with an error; the last good
-checkpoint stays on disk.
+loss to the pixels that carry a target (a view without any, an image in which no mask was
+found, is left out). Adam, lr 1e-3, on the per-Gaussian features and the heads; the geometry
+is frozen. A checkpoint (features, heads, optimiser, step) is written atomically every
+``checkpoint_every`` steps, so a killed run resumes where it stopped and ends with the same
+result. A non-finite loss stops training with an error; the last good checkpoint stays on disk.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from cclgs_core.cache import atomic_write_bytes, remove_stale_temporaries
-from cclgs_core.errors import CclgsError
+from cclgs_core.errors import CclgsError, DataError
 from cclgs_core.gaussians import Gaussians
 from cclgs_core.semantic_field import SemanticField, pixel_targets, target_accuracy
 from cclgs_core.types import Camera
@@ -108,8 +108,13 @@ def train_field(
         log = TrainingLog(**state["log"])
         start = state["step"]
 
-    backend.prepare(frozen, [view.camera for view in views])
+    # A view that no mask covers (an image without masks) teaches nothing; train on the others.
     targets = [view.targets() for view in views]
+    kept = [index for index, view_targets in enumerate(targets) if any(bool(valid.any()) for valid, _ in view_targets.values())]
+    if not kept:
+        raise DataError("no training view has a pixel covered by a mask, so the semantic field has nothing to learn; check the mask stage")
+    views, targets = [views[index] for index in kept], [targets[index] for index in kept]
+    backend.prepare(frozen, [view.camera for view in views])
     for step in range(start, iterations):
         index = _view_at(step, len(views), seed)
         rendered = backend.render(frozen, semantic.features, views[index].camera).features  # (H, W, levels * d_f)
