@@ -9,18 +9,20 @@ Every component output is checked against its interface before it is stored.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from cclgs_core.cache import Artifact, StageCache, stable_key
 from cclgs_core.config import RunConfig, write_resolved
+from cclgs_core.errors import CclgsError, DataError, PluginError
 from cclgs_core.interfaces import KINDS
 from cclgs_core.registry import PluginRegistry, check_options, get_registry
 from cclgs_core.types import LEVELS, Frame, FrameMasks, Scene, SegmentMap
@@ -74,6 +76,20 @@ class StageComponent:
     def new_instance(self) -> Any:
         """A separate, fresh instance (one compressor per mask level)."""
         return self._create()
+
+    @contextlib.contextmanager
+    def blame(self, doing: str) -> Iterator[None]:
+        """Turn an unexpected exception raised while the component is ``doing`` something into a
+        PluginError naming it; errors that already speak to the user (CclgsError) pass unchanged."""
+        try:
+            yield
+        except CclgsError:
+            raise
+        except Exception as error:
+            raise PluginError(
+                f"{self.label} failed in {doing}: {type(error).__name__}: {error}. This is a bug in the plugin: "
+                f"report it to its authors (--debug shows the traceback), or choose another [{self.kind}] in the run config"
+            ) from error
 
 
 def _masks_to_arrays(masks: FrameMasks) -> dict[str, np.ndarray]:
@@ -135,7 +151,8 @@ def run_preprocess(
         image = None
         if not masks_artifact.has(item):
             image = frame.load_image()
-            masks = generator.instance.generate(image, frame)
+            with generator.blame(f"generate() on {frame.image_path}"):
+                masks = generator.instance.generate(image, frame)
             check_frame_masks(masks, image.shape[0], image.shape[1], generator.label)
             masks_artifact.write_arrays(item, **_masks_to_arrays(masks))
             computed_masks += 1
@@ -145,7 +162,8 @@ def run_preprocess(
             arrays = {}
             for level in LEVELS:
                 segment_map = masks.level(level)
-                features = extractor.instance.encode_masks(image, segment_map, frame)
+                with extractor.blame(f"encode_masks() on {frame.image_path}, level {level}"):
+                    features = extractor.instance.encode_masks(image, segment_map, frame)
                 check_embeddings(features, segment_map.num_masks, extractor.instance.dim, extractor.label, f"features of {frame.name} level {level}")
                 arrays[f"{level}_features"] = features
             features_artifact.write_arrays(item, **arrays)
@@ -195,11 +213,27 @@ def run_tracking(
         if artifact.has(item):
             continue
         segment_maps = [masks_from_arrays(preprocessed.masks.read_arrays(f"{f.name}.npz")).level(level) for f in frames]
-        labels = tracker.instance.track(scene, frames, segment_maps)
+        _require_masks(level, segment_maps, preprocessed, cache.root.parent, config)
+        with tracker.blame(f"track() at level {level}"):
+            labels = tracker.instance.track(scene, frames, segment_maps)
         check_track_labels(labels, segment_maps, tracker.label)
         artifact.write_arrays(item, **{frame.name: view_labels for frame, view_labels in zip(frames, labels)})
     artifact.mark_complete()
     return artifact
+
+
+def _require_masks(level: str, segment_maps: Sequence[SegmentMap], preprocessed: PreprocessResult, run_dir: Path, config: RunConfig) -> None:
+    """DataError naming the mask generator when no training image has a mask at ``level`` (a view
+    without masks is fine: it contributes nothing)."""
+    if any(segment_map.num_masks for segment_map in segment_maps):
+        return
+    generator = preprocessed.masks.description["mask_generator"]
+    raise DataError(
+        f"mask_generator {generator['name']!r} ({generator['plugin']}) found no mask at level {level!r} in any of the "
+        f"{len(segment_maps)} training images in {preprocessed.frames[0].image_path.parent}, so there is nothing to train "
+        f"on. Check the images and the previews in {run_dir / 'previews' / 'masks'}, or change the [mask_generator] "
+        f"options of the run config ({config.source})"
+    )
 
 
 @dataclass
@@ -244,10 +278,12 @@ def run_compression(
         else:
             features = [preprocessed.features.read_arrays(f"{f.name}.npz")[f"{level}_features"] for f in frames]
             level_labels = labels.read_arrays(f"{level}.npz")
-            curves = compressor.fit(features, [level_labels[f.name] for f in frames], seed=config.seed)
+            with component.blame(f"fit() at level {level}"):
+                curves = compressor.fit(features, [level_labels[f.name] for f in frames], seed=config.seed)
             targets = {}
             for frame, frame_features in zip(frames, features):
-                targets[frame.name] = compressor.targets(frame_features)
+                with component.blame(f"targets() of {frame.name} at level {level}"):
+                    targets[frame.name] = compressor.targets(frame_features)
                 check_targets(targets[frame.name], len(frame_features), compressor.target_kind, compressor.output_size, component.label)
             buffer = io.BytesIO()
             torch.save(compressor.state_dict(), buffer)
@@ -314,7 +350,6 @@ def run_training(
     progress: Progress = _no_progress,
 ) -> TrainResult:
     """Preprocess (cached), then train the semantic field on the scene's frozen Gaussians and save it."""
-    from cclgs_core.errors import DataError
     from cclgs_core.field_io import file_digest, save_field
     from cclgs_core.field_training import train_field
     from cclgs_core.ply import read_gaussians

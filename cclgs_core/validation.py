@@ -16,7 +16,10 @@ from cclgs_core.types import LEVELS, FrameMasks, SegmentMap
 
 
 def _fail(component: str, message: str) -> None:
-    raise PluginError(f"{component} returned invalid output: {message}")
+    raise PluginError(
+        f"{component} returned invalid output: {message}. The plugin breaks its interface (cclgs_core.interfaces): "
+        "report it to its authors, or choose another component in the run config"
+    )
 
 
 def check_segment_map(segment_map: Any, height: int, width: int, component: str, what: str = "segment map") -> None:
