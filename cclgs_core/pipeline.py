@@ -311,8 +311,10 @@ def prepare_field_targets(
     run_dir: Path,
     registry: PluginRegistry | None = None,
     progress: Progress = _no_progress,
+    preview_count: int = 3,
 ) -> PreparedRun:
-    """Run (or read from the cache) masks, features, track labels and compression for the training frames."""
+    """Run (or read from the cache) masks, features, track labels and compression for the
+    training frames; PNG previews of the targets of the first ``preview_count`` frames."""
     from cclgs_core.field_training import FieldView
 
     registry = registry or get_registry()
@@ -331,7 +333,24 @@ def prepare_field_targets(
             )
         )
     compressors = {level: levels[level].compressor for level in LEVELS}
+    if preview_count:
+        write_target_previews(views[:preview_count], preprocessed.frames, compressors, Path(run_dir) / "previews" / "targets")
     return PreparedRun(preprocessed.frames, compressors, views, preprocessed)
+
+
+def write_target_previews(views: Sequence["FieldView"], frames: Sequence[Frame], compressors: dict[str, Any], directory: Path) -> list[Path]:  # noqa: F821
+    """PNG per view: image | sp targets | wp targets, as coloured by ``visualize.target_picture``
+    (one colour per prototype, or the first three latent dimensions)."""
+    from cclgs_core.visualize import save_png, target_picture
+
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for view, frame in zip(views, frames):
+        panels = [frame.load_image()]
+        for level in LEVELS:
+            panels.append(target_picture(view.segments[level], view.mask_targets[level], compressors[level].output_size))
+        written.append(save_png(directory / f"{frame.name}.png", np.concatenate(panels, axis=1)))
+    return written
 
 
 @dataclass

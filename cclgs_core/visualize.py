@@ -73,3 +73,26 @@ def slug(text: str) -> str:
     """A file-name-safe form of a query text ("red mug!" -> "red_mug")."""
     cleaned = "".join(character if character.isalnum() else "_" for character in text.strip().lower())
     return "_".join(part for part in cleaned.split("_") if part) or "query"
+
+
+def target_picture(segments: np.ndarray, mask_targets: np.ndarray, num_outputs: int) -> np.ndarray:
+    """A compressor's per-pixel training targets as colours: (H, W, 3) uint8, no-mask pixels black.
+
+    segments: (H, W) int mask ids, -1 = no mask. mask_targets: (M,) int64 prototype indices,
+    each prototype a fixed colour out of ``num_outputs`` (the same prototype has the same colour
+    in every view, so a consistent object keeps one colour); or (M, L) float latents, whose first
+    three dimensions are scaled to [0, 255] over this view's masks (LangSplat shows its 3-d
+    latents the same way).
+    """
+    if mask_targets.ndim == 1:
+        palette = np.random.default_rng(0).integers(40, 256, size=(max(num_outputs, 1), 3))  # (L, 3)
+        colours = palette[mask_targets] if len(mask_targets) else np.zeros((0, 3))  # (M, 3)
+    else:
+        channels = np.zeros((len(mask_targets), 3))
+        channels[:, : min(3, mask_targets.shape[1])] = mask_targets[:, :3]
+        low, high = (channels.min(axis=0), channels.max(axis=0)) if len(channels) else (0.0, 1.0)
+        colours = 40 + 215 * (channels - low) / np.maximum(high - low, 1e-9)  # (M, 3)
+    picture = np.zeros((*segments.shape, 3), dtype=np.uint8)
+    covered = segments >= 0
+    picture[covered] = colours[segments[covered]].astype(np.uint8)
+    return picture

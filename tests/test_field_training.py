@@ -84,3 +84,38 @@ def test_resumed_training_matches_uninterrupted(prepared, tmp_path):
     for level in whole.levels:
         for a, b in zip(whole.heads[level].parameters(), resumed.heads[level].parameters()):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_target_previews_colour_each_prototype_alike_in_every_view(prepared):
+    from PIL import Image
+
+    from cclgs_core.visualize import target_picture
+
+    scene, config, run, root = prepared
+    previews = sorted((root / "run" / "previews" / "targets").glob("*.png"))
+    assert [path.stem for path in previews] == sorted(frame.name for frame in run.frames[:3])
+    first = run.views[0]
+    picture = np.asarray(Image.open(root / "run" / "previews" / "targets" / f"{run.frames[0].name}.png"))
+    width = first.segments["sp"].shape[1]
+    assert picture.shape == (first.segments["sp"].shape[0], 3 * width, 3)
+    # Pixels of one prototype share a colour across views; pixels without a mask are black.
+    colours = {}
+    for view in run.views[:3]:
+        segments, targets = view.segments["wp"], view.mask_targets["wp"]
+        drawn = target_picture(segments, targets, run.compressors["wp"].output_size)  # (H, W, 3)
+        assert (drawn[segments < 0] == 0).all()
+        for mask_id, prototype in enumerate(targets):
+            colour = tuple(drawn[segments == mask_id][0])
+            assert colours.setdefault(int(prototype), colour) == colour
+    np.testing.assert_array_equal(picture[:, 2 * width :], target_picture(first.segments["wp"], first.mask_targets["wp"], run.compressors["wp"].output_size))
+
+
+def test_latent_targets_are_drawn_from_their_first_three_dimensions():
+    from cclgs_core.visualize import target_picture
+
+    segments = np.array([[0, 0, 1], [-1, 2, 2]])
+    latents = np.array([[0.0, 1.0, 5.0], [1.0, 0.0, 5.0], [0.5, 0.5, 5.0]], dtype=np.float32)  # (3, 3)
+    drawn = target_picture(segments, latents, 3)  # (2, 3, 3)
+    np.testing.assert_array_equal(drawn[0, 0], [40, 255, 40])  # lowest, highest, constant
+    np.testing.assert_array_equal(drawn[0, 2], [255, 40, 40])
+    np.testing.assert_array_equal(drawn[1, 0], [0, 0, 0])
