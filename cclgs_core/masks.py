@@ -102,19 +102,41 @@ def level_membership(ranks: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tens
     return ranks <= 1, ranks >= 1
 
 
+#: Rows ``mask_boxes`` tests at once, as one contiguous run of bytes (numpy reduces long runs fast).
+ROWS_PER_RUN = 8
+
+
 def mask_boxes(masks: np.ndarray) -> np.ndarray:
     """Pixel extents (x0, y0, x1, y1), end-exclusive, of each mask; (0, 0, 0, 0) for an empty one.
 
-    masks: (M, H, W) bool. Returns (M, 4) int64. One pass over the rows, then each mask's
-    columns only within its row band.
+    masks: (M, H, W) bool. Returns (M, 4) int64. One pass tests runs of ``ROWS_PER_RUN`` rows;
+    the first and last non-empty run of each mask are resolved row by row, and the columns are
+    read only within the rows found.
     """
     num_masks, height, width = masks.shape
-    rows = masks.any(axis=2)  # (M, H)
     boxes = np.zeros((num_masks, 4), dtype=np.int64)
-    for j in np.flatnonzero(rows.any(axis=1)):
-        y0, y1 = rows[j].argmax(), height - rows[j, ::-1].argmax()
-        cols = masks[j, y0:y1].any(axis=0)  # (W,)
-        boxes[j] = cols.argmax(), y0, width - cols[::-1].argmax(), y1
+    full_runs, runs = height // ROWS_PER_RUN, -(-height // ROWS_PER_RUN)
+    run_any = np.empty((num_masks, runs), dtype=bool)  # (M, R) any pixel in the run
+    body = masks[:, : full_runs * ROWS_PER_RUN].reshape(num_masks, full_runs, ROWS_PER_RUN * width)
+    body.any(axis=2, out=run_any[:, :full_runs])
+    if runs > full_runs:  # the last, shorter run
+        tail = masks[:, full_runs * ROWS_PER_RUN :].reshape(num_masks, 1, (height - full_runs * ROWS_PER_RUN) * width)
+        tail.any(axis=2, out=run_any[:, full_runs:])
+    nonempty = np.flatnonzero(run_any.any(axis=1))  # (K,)
+    run_any = run_any[nonempty]  # (K, R)
+    offsets = np.arange(ROWS_PER_RUN)
+    first_rows = np.minimum(run_any.argmax(axis=1)[:, None] * ROWS_PER_RUN + offsets, height - 1)  # (K, RPR)
+    last_run = runs - 1 - run_any[:, ::-1].argmax(axis=1)  # (K,)
+    last_rows = np.minimum(last_run[:, None] * ROWS_PER_RUN + offsets, height - 1)  # (K, RPR)
+    k = np.arange(len(nonempty))
+    top = first_rows[k, masks[nonempty[:, None], first_rows].any(axis=2).argmax(axis=1)]  # (K,)
+    bottom_hit = masks[nonempty[:, None], last_rows].any(axis=2)[:, ::-1].argmax(axis=1)  # (K,) from the end
+    bottom = last_rows[k, ROWS_PER_RUN - 1 - bottom_hit] + 1  # (K,)
+    cols = np.empty((len(nonempty), width), dtype=bool)  # (K, W) any pixel in the column
+    for row, (j, y0, y1) in enumerate(zip(nonempty, top, bottom)):
+        masks[j, y0:y1].any(axis=0, out=cols[row])
+    left, right = cols.argmax(axis=1), width - cols[:, ::-1].argmax(axis=1)  # (K,)
+    boxes[nonempty] = np.stack([left, top, right, bottom], axis=1)
     return boxes
 
 

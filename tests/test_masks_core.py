@@ -110,6 +110,21 @@ def test_collector_with_no_candidate_gives_empty_levels():
         assert level.num_masks == 0 and (level.segments == UNLABELED).all() and level.scores.shape == (0,)
 
 
+@pytest.mark.parametrize("height", [1, 7, 8, 9, 17, 33])
+def test_mask_boxes_match_the_pixel_extents(height):
+    rng = np.random.default_rng(height)
+    masks = rng.random((12, height, 13)) < 0.05
+    masks[3] = False  # empty: (0, 0, 0, 0)
+    masks[5, -1, -1] = masks[6, 0, 0] = True  # pixels in the last (shorter) run of rows and the first
+    expected = np.zeros((len(masks), 4), dtype=np.int64)
+    for j, mask in enumerate(masks):
+        ys, xs = np.nonzero(mask)
+        if len(ys):
+            expected[j] = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+    np.testing.assert_array_equal(mask_boxes(masks), expected)
+    assert mask_boxes(masks[:0]).shape == (0, 4)
+
+
 def test_pair_intersections_are_exact_and_bounded():
     rng = np.random.default_rng(3)
     masks = random_masks(rng, 25, 40, 50)
