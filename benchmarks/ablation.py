@@ -1,0 +1,165 @@
+"""Ablation of the contrastive codebook on the synthetic world (a SIMULATION, see plugins/cclgs_synthetic/SIMULATION.md).
+
+The shape of CCL-LGS's Table 2 (arXiv 2505.20469), one semantic field per row:
+
+- "codebook only": the plain codebook, L_max alone (compressor ``codebook``);
+- "+pull": L_max + pull (``ccl`` with ``push_weight`` 0);
+- "+push": L_max + push (``ccl`` with ``pull_weight`` 0);
+- "full CCL": L_max + pull + push (``ccl`` at its defaults);
+- "autoencoder": LangSplat's autoencoder (``autoencoder``), for reference.
+
+Each seed runs the demo's pipeline (``cclgs_core.demo.run_methods``): its default world (the
+seed seeds the world, the simulated masks and VLM, and the training), ``synthetic`` masks and
+the ``simulated`` VLM at their fixed default settings (never tuned), the ``reprojection``
+tracker, the ``cached`` field backend, the field trained for the demo's schedule, and the
+held-out views scored with LangSplat's LERF-OVS protocol (protocol ``heldout``). The world,
+masks, features and tracks of a seed are shared by all rows through one stage cache; only the
+compressor and the field differ. Per row: mean ± sample std over the seeds of mIoU and
+localization accuracy; the margins full CCL - codebook only and full CCL - autoencoder are the
+mean ± std of the per-seed differences. The paper's ablation means (real data, LERF-OVS) are
+printed beside them for the shape of the result, not for comparison in absolute terms.
+Prints a table and writes benchmarks/results/ablation.json.
+
+    .venv/bin/python benchmarks/ablation.py [--seeds 0 1 2] [--iterations 1500] [--work-dir DIR] [--output PATH]
+
+``--work-dir`` keeps the worlds, stage caches, runs and reports (with pictures) under
+``DIR/seed-<n>``, so a re-run only recomputes what changed (default: a temporary folder).
+On 2 busy shared cores, ``--seeds 0 --iterations 300`` took 5.5 to 7 minutes (the autoencoder
+row 2.5 of them); the default run is estimated at 30 to 40 minutes (a field step takes about
+0.05 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from cclgs_core.demo import ITERATIONS, LR, run_methods
+
+RESULTS = Path(__file__).parent / "results" / "ablation.json"
+#: Row shown -> run-config overrides (on top of the demo's pipeline).
+ROWS: dict[str, list[str]] = {
+    "codebook only": ["compressor.name=codebook"],
+    "+pull": ["compressor.name=ccl", "compressor.push_weight=0.0"],
+    "+push": ["compressor.name=ccl", "compressor.pull_weight=0.0"],
+    "full CCL": ["compressor.name=ccl"],
+    "autoencoder": ["compressor.name=autoencoder"],
+}
+#: The paper's ablation means, LERF-OVS mIoU % (real data; DESIGN.md section 2).
+PAPER_MIOU = {"codebook only": 56.4, "+pull": 59.5, "+push": 60.4, "full CCL": 65.6}
+#: LangSplat (the autoencoder) in the paper's main table, LERF-OVS mean mIoU %: not an ablation row.
+PAPER_LANGSPLAT_MIOU = 51.4
+#: (row, baseline row) pairs whose per-seed differences are reported.
+MARGINS = (("full CCL", "codebook only"), ("full CCL", "autoencoder"))
+METRICS = ("miou", "localization")
+
+
+def summary(values: list[float]) -> dict:
+    """Mean and sample std (None for one seed) of per-seed fractions, in percent."""
+    percent = [100 * value for value in values]
+    std = float(np.std(percent, ddof=1)) if len(percent) > 1 else None
+    return {"mean": float(np.mean(percent)), "std": std, "per_seed": percent}
+
+
+def print_progress(seed: int) -> Callable[[str, int, int], None]:
+    """A pipeline progress callback printing each stage as it finishes."""
+
+    def update(stage: str, done: int, total: int) -> None:
+        if done == total:
+            print(f"  seed {seed}: {stage} {done}/{total}", flush=True)
+
+    return update
+
+
+def measure(seeds: list[int], iterations: int, work_dir: Path) -> dict:
+    """Every row on every seed's world under ``work_dir/seed-<n>``; the JSON-able result."""
+    per_seed = {row: [] for row in ROWS}  # row -> per seed {"miou", "localization"}
+    seconds = {}
+    for seed in seeds:
+        start = time.perf_counter()
+        print(f"seed {seed}: {len(ROWS)} rows", flush=True)
+        results = run_methods(work_dir / f"seed-{seed}", ROWS, seed=seed, iterations=iterations, progress=print_progress(seed))
+        for result in results:
+            per_seed[result.method].append({"miou": result.miou, "localization": result.localization})
+            seconds[f"seed {seed} {result.method}"] = round(result.seconds, 1)
+        seconds[f"seed {seed}"] = round(time.perf_counter() - start, 1)
+    rows = {
+        row: {
+            "overrides": ROWS[row],
+            **{metric: summary([values[metric] for values in per_seed[row]]) for metric in METRICS},
+            "paper_miou": PAPER_MIOU.get(row),
+        }
+        for row in ROWS
+    }
+    margins = {
+        f"{row} - {baseline}": {
+            metric: summary([a[metric] - b[metric] for a, b in zip(per_seed[row], per_seed[baseline])]) for metric in METRICS
+        }
+        for row, baseline in MARGINS
+    }
+    return {
+        "simulation": "synthetic world, synthetic masks and simulated VLM at their fixed default settings",
+        "benchmark": "synthetic held-out views, LangSplat's LERF-OVS protocol (cclgs_core.metrics)",
+        "protocol": "heldout",
+        "seeds": seeds,
+        "iterations": iterations,
+        "lr": LR,
+        "units": "percent; std is the sample std over seeds (null for one seed); margins are per-seed differences in points",
+        "rows": rows,
+        "margins": margins,
+        "paper": {
+            "source": "CCL-LGS ablation, LERF-OVS mean mIoU (real data, not comparable in absolute terms)",
+            "miou": PAPER_MIOU,
+            "full CCL - codebook only": round(PAPER_MIOU["full CCL"] - PAPER_MIOU["codebook only"], 1),
+            "langsplat_main_table_miou": PAPER_LANGSPLAT_MIOU,
+        },
+        "seconds": seconds,
+        "machine": {"python": platform.python_version(), "processor": platform.processor() or platform.machine()},
+    }
+
+
+def _cell(entry: dict, signed: bool = False) -> str:
+    mean = f"{entry['mean']:+.1f}" if signed else f"{entry['mean']:.1f}"
+    return f"{mean} ± {entry['std']:.1f}" if entry["std"] is not None else f"{mean} ± -"
+
+
+def print_table(result: dict) -> None:
+    seeds = " ".join(map(str, result["seeds"]))
+    print(f"\nSIMULATION: synthetic world, held-out views (protocol {result['protocol']}), seeds {seeds}, field {result['iterations']} steps at lr {result['lr']}")
+    print("mean ± sample std over seeds, %; paper: CCL-LGS ablation on LERF-OVS (real data, not comparable in absolute terms)")
+    print(f"{'row':<15}{'mIoU %':>14}{'localization %':>17}{'paper mIoU %':>14}")
+    for row, entry in result["rows"].items():
+        paper = f"{entry['paper_miou']:.1f}" if entry["paper_miou"] is not None else f"{PAPER_LANGSPLAT_MIOU}*"
+        print(f"{row:<15}{_cell(entry['miou']):>14}{_cell(entry['localization']):>17}{paper:>14}")
+    print("* LangSplat in the paper's main table, not an ablation row")
+    print("\nmargins, per-seed differences in points (mean ± std)")
+    for name, entry in result["margins"].items():
+        paper = f"; paper mIoU {result['paper']['full CCL - codebook only']:+.1f}" if name == "full CCL - codebook only" else ""
+        print(f"  {name:<26} mIoU {_cell(entry['miou'], signed=True)}, localization {_cell(entry['localization'], signed=True)}{paper}")
+    print("\nseconds:", ", ".join(f"{name} {value}" for name, value in result["seconds"].items()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--iterations", type=int, default=ITERATIONS, help=f"field training steps per row (default: the demo's {ITERATIONS})")
+    parser.add_argument("--work-dir", type=Path, help="folder keeping worlds, caches, runs and reports (default: a temporary one)")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="cclgs-ablation-") as scratch:
+        result = measure(args.seeds, args.iterations, args.work_dir or Path(scratch))
+    print_table(result)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
