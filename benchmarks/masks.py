@@ -1,15 +1,20 @@
-"""Mask filtering speed: vectorized ``select_masks`` against the O(M^2) reference, plus classical
-generator throughput.
+"""Mask filtering speed: vectorized ``select_masks`` against the O(M^2) reference, plus
+preprocessing throughput.
 
-A synthetic SAM-like set of M = 300 masks at 730 x 986 (LERF image size): ellipses with areas
-log-uniform between 0.05 % and 10 % of the image, some nested inside others and some near
-duplicates (shifted copies), random predicted IoU and stability above the thresholds. Both
-filters run from the masks alone (boxes included); the vectorized one is also timed with the
-boxes given, as the SAM collector calls it. The classical generator runs on scikit-image's
-bundled "coffee" photo resized to the same size. Prints a table and writes
-benchmarks/results/masks.json.
+1. Filter: a synthetic SAM-like set of M = 300 masks at 730 x 986 (LERF image size): ellipses
+   with areas log-uniform between 0.05 % and 10 % of the image, some nested inside others and
+   some near duplicates (shifted copies), random predicted IoU and stability above the
+   thresholds. Both filters run from the masks alone (boxes included) and must agree exactly;
+   the vectorized one is also timed with the boxes given, as the SAM collector calls it.
+2. Classical mask generator on scikit-image's bundled "coffee" photo resized to 730 x 986.
+3. Preprocessing throughput: ``run_preprocess`` (masks and per-mask features, cached per frame
+   as in ``cclgs preprocess``) on the training views of the default synthetic world (a
+   SIMULATION, 128 x 128), with the "classical" and the "synthetic" mask generator, both with
+   the "simulated" VLM (OpenCLIP needs weights and, in practice, a GPU).
 
-    .venv/bin/python benchmarks/masks.py [--repeats 5] [--reference-repeats 2] [--skip-classical]
+Prints a table and writes benchmarks/results/masks.json.
+
+    .venv/bin/python benchmarks/masks.py [--repeats 5] [--reference-repeats 2] [--filter-only]
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 
@@ -93,6 +99,7 @@ def bench_filter(repeats: int, reference_repeats: int, seed: int) -> dict:
         "vectorized_given_boxes_s": with_boxes,
         "reference_s": straightforward,
         "speedup": straightforward / vectorized,
+        "speedup_given_boxes": straightforward / with_boxes,
         "target_speedup": 50.0,
         "load_average_1min": os.getloadavg()[0],
     }
@@ -122,20 +129,57 @@ def bench_classical(repeats: int) -> dict:
     }
 
 
+def bench_preprocess(seed: int, repeats: int) -> dict:
+    """Images/s of ``run_preprocess`` per mask generator on the default synthetic world (best of
+    ``repeats`` runs, each into a fresh run directory so nothing is read from a cache)."""
+    from cclgs_core.config import load_config
+    from cclgs_core.datasets import load_scene
+    from cclgs_core.pipeline import run_preprocess
+    from cclgs_synthetic.world import generate_world
+
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        world = generate_world(Path(tmp) / "world", seed=seed)
+        scene = load_scene(world)
+        frames = scene.split("train")
+        for generator in ("classical", "synthetic"):
+            overrides = [f"seed={seed}", f"mask_generator.name={generator}", "feature_extractor.name=simulated"]
+            config = load_config(None, overrides)
+
+            def seconds_of_run(run: int) -> float:
+                start = time.perf_counter()
+                run_preprocess(scene, config, Path(tmp) / f"{generator}-{run}", preview_count=0)
+                return time.perf_counter() - start
+
+            seconds = min(seconds_of_run(run) for run in range(repeats))
+            results[generator] = {
+                "mask_generator": generator,
+                "feature_extractor": "simulated",
+                "images": len(frames),
+                "height": frames[0].camera.height,
+                "width": frames[0].camera.width,
+                "seconds": seconds,
+                "images_per_second": len(frames) / seconds,
+            }
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=5, help="runs of the vectorized filter and of the classical one")
+    parser.add_argument("--repeats", type=int, default=5, help="runs of the vectorized filter and of the classical generator")
     parser.add_argument("--reference-repeats", type=int, default=2, help="runs of the O(M^2) reference")
+    parser.add_argument("--preprocess-repeats", type=int, default=2, help="runs of each preprocessing pipeline")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--skip-classical", action="store_true")
+    parser.add_argument("--filter-only", action="store_true", help="skip the generator and preprocessing timings")
     args = parser.parse_args()
 
     results = {
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
         "filter": bench_filter(args.repeats, args.reference_repeats, args.seed),
     }
-    if not args.skip_classical:
+    if not args.filter_only:
         results["classical"] = bench_classical(args.repeats)
+        results["preprocess"] = bench_preprocess(args.seed, args.preprocess_repeats)
 
     f = results["filter"]
     print(f"Mask filtering, M = {f['masks']} at {f['height']}x{f['width']} "
@@ -145,11 +189,19 @@ def main() -> None:
     print(f"{'vectorized select_masks':<28}{f['vectorized_s']:>10.3f}")
     print(f"{'  same, boxes given (SAM)':<28}{f['vectorized_given_boxes_s']:>10.3f}")
     print(f"{'speedup (target >= 50x)':<28}{f['speedup']:>9.1f}x   (load average {f['load_average_1min']:.1f})")
+    print(f"{'  with boxes given':<28}{f['speedup_given_boxes']:>9.1f}x")
     if "classical" in results:
         c = results["classical"]
         print(f"\nClassical generator at {c['height']}x{c['width']} (max_side {c['max_side']}): "
               f"{c['seconds_per_image']:.3f} s per image, {c['images_per_second']:.2f} images/s "
               f"({c['sp_masks']} sp and {c['wp_masks']} wp masks)")
+    if "preprocess" in results:
+        first = next(iter(results["preprocess"].values()))
+        print(f"\nPreprocessing (masks + simulated VLM features, cached) of {first['images']} views "
+              f"at {first['height']}x{first['width']} of the synthetic world (a simulation)")
+        print(f"{'mask generator':<28}{'seconds':>10}{'images/s':>10}")
+        for p in results["preprocess"].values():
+            print(f"{p['mask_generator']:<28}{p['seconds']:>10.2f}{p['images_per_second']:>10.1f}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwrote {RESULTS}")
