@@ -166,7 +166,7 @@ def bench_preprocess(seed: int, repeats: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=5, help="runs of the vectorized filter and of the classical generator")
+    parser.add_argument("--repeats", type=int, default=5, help="runs of the filter and the classical generator")
     parser.add_argument("--reference-repeats", type=int, default=2, help="runs of the O(M^2) reference")
     parser.add_argument("--preprocess-repeats", type=int, default=2, help="runs of each preprocessing pipeline")
     parser.add_argument("--seed", type=int, default=0)

@@ -197,22 +197,27 @@ def pair_intersections(
     """Exact pixel counts of ``masks[index[first]] & masks[index[second]]``, pair by pair.
 
     masks: (M_all, H, W) bool; index: (M,) int64 masks to use; boxes: (M, 4) their extents;
-    first, second: (P,) int64 positions in ``index``. Each mask taking part is bit-packed over
-    its box's rows (8 pixels a byte); a pair's count is the popcount of the AND of the two masks'
-    rows shared by both boxes, all pairs in one gather. Returns (P,) int64.
+    first, second: (P,) int64 positions in ``index``. The rows of each mask taking part, within
+    its box, are bit-packed (8 pixels a byte) one after another; a pair's count is the popcount
+    of the AND of the two masks' rows shared by both boxes, all pairs in one gather.
+    Returns (P,) int64.
     """
-    _, height, width = masks.shape
+    _, _, width = masks.shape
     involved, slot = np.unique(np.concatenate([first, second]), return_inverse=True)  # (K,), (2P,)
-    packed = np.zeros((len(involved), height, (width + 7) // 8), dtype=np.uint8)  # (K, H, ceil(W/8))
+    y0, y1 = boxes[involved, 1], boxes[involved, 3]  # (K,) row band of each involved mask
+    band_start = np.cumsum(y1 - y0) - (y1 - y0)  # (K,) first packed row of each band
+    packed = np.empty(((y1 - y0).sum(), (width + 7) // 8), dtype=np.uint8)  # (sum of bands, ceil(W/8))
     for k, position in enumerate(involved):
-        _, y0, _, y1 = boxes[position]
-        packed[k, y0:y1] = np.packbits(masks[index[position], y0:y1], axis=-1)
-    top = np.maximum(boxes[first, 1], boxes[second, 1])  # (P,) first shared row
-    heights = np.clip(np.minimum(boxes[first, 3], boxes[second, 3]) - top, 0, None)  # (P,) shared rows
+        rows = np.packbits(masks[index[position], y0[k] : y1[k]], axis=-1)  # (h, ceil(W/8))
+        packed[band_start[k] : band_start[k] + len(rows)] = rows
+    slot_first, slot_second = slot[: len(first)], slot[len(first) :]  # (P,) each
+    top = np.maximum(y0[slot_first], y0[slot_second])  # (P,) first shared row
+    heights = np.clip(np.minimum(y1[slot_first], y1[slot_second]) - top, 0, None)  # (P,) shared rows
     pair = np.repeat(np.arange(len(first)), heights)  # (E,) pair of each shared row
-    row = top[pair] + np.arange(len(pair)) - np.repeat(np.cumsum(heights) - heights, heights)  # (E,)
-    shared = packed[slot[: len(first)][pair], row] & packed[slot[len(first) :][pair], row]  # (E, ceil(W/8))
-    counts = POPCOUNT[shared].sum(axis=1, dtype=np.int64)  # (E,)
+    row = top[pair] + np.arange(len(pair)) - np.repeat(np.cumsum(heights) - heights, heights)  # (E,) image row
+    rows_first = band_start[slot_first[pair]] + row - y0[slot_first[pair]]  # (E,) packed row of the first mask
+    rows_second = band_start[slot_second[pair]] + row - y0[slot_second[pair]]  # (E,)
+    counts = POPCOUNT[packed[rows_first] & packed[rows_second]].sum(axis=1, dtype=np.int64)  # (E,)
     return np.bincount(pair, weights=counts, minlength=len(first)).astype(np.int64)
 
 
