@@ -163,6 +163,32 @@ def test_select_masks_equals_reference(seed):
     assert fast.areas().min() >= options.min_region_area
 
 
+@pytest.mark.parametrize(
+    "duplicate_iou_thresh, min_region_area, min_visible_fraction",
+    [(0.0, 30, 0.5), (0.3, 1, 0.2), (1.0, 0, 0.0), (1.0, 20, 0.0)],
+)
+def test_select_masks_equals_reference_at_extreme_thresholds(
+    duplicate_iou_thresh, min_region_area, min_visible_fraction
+):
+    # IoU threshold 0: every overlapping pair needs its exact intersection; 1: none does.
+    # No minimum area or visible share: masks hidden entirely are accepted, then dropped empty.
+    rng = np.random.default_rng(11)
+    masks = random_masks(rng, 60, 72, 96)
+    pred_iou = rng.uniform(0.7, 1.0, len(masks)).astype(np.float32)
+    stability = rng.uniform(0.85, 1.0, len(masks)).astype(np.float32)
+    options = MaskSelectionOptions(
+        box_nms_thresh=0.9,
+        duplicate_iou_thresh=duplicate_iou_thresh,
+        min_visible_fraction=min_visible_fraction,
+        min_region_area=min_region_area,
+    )
+    fast = select_masks(masks, pred_iou, stability, options)
+    reference = select_masks_reference(masks, pred_iou, stability, options)
+    assert fast.num_masks == reference.num_masks > 0
+    np.testing.assert_array_equal(fast.segments, reference.segments)
+    np.testing.assert_array_equal(fast.scores, reference.scores)
+
+
 def test_select_masks_of_nothing_is_empty():
     no_scores = np.zeros(0, np.float32)
     empty = select_masks(np.zeros((0, 5, 6), bool), no_scores, no_scores, MaskSelectionOptions())
