@@ -445,7 +445,7 @@ class TwoLevelCollector:
             order = index[rank_order(pred_iou[index], stability[index])]
             # Box NMS first (it is idempotent, select_masks repeats it) so only survivors are unpacked.
             survivors = np.sort(order[greedy_keep(box_iou_matrix(boxes[order]), self.options.box_nms_thresh)])
-            masks = np.unpackbits(packed[survivors], axis=-1, count=self.width).astype(bool)
+            masks = np.unpackbits(packed[survivors], axis=-1, count=self.width).view(bool)  # (K, H, W), no copy
             levels[name] = select_masks(
                 masks, pred_iou[survivors], stability[survivors], self.options, boxes[survivors]
             )
