@@ -115,6 +115,8 @@ def mask_boxes(masks: np.ndarray) -> np.ndarray:
     """
     num_masks, height, width = masks.shape
     boxes = np.zeros((num_masks, 4), dtype=np.int64)
+    if masks.size == 0:  # no mask, or an image without pixels
+        return boxes
     full_runs, runs = height // ROWS_PER_RUN, -(-height // ROWS_PER_RUN)
     run_any = np.empty((num_masks, runs), dtype=bool)  # (M, R) any pixel in the run
     body = masks[:, : full_runs * ROWS_PER_RUN].reshape(num_masks, full_runs, ROWS_PER_RUN * width)

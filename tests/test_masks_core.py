@@ -123,6 +123,7 @@ def test_mask_boxes_match_the_pixel_extents(height):
             expected[j] = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
     np.testing.assert_array_equal(mask_boxes(masks), expected)
     assert mask_boxes(masks[:0]).shape == (0, 4)
+    np.testing.assert_array_equal(mask_boxes(masks[:, :0]), np.zeros((len(masks), 4)))
 
 
 def test_pair_intersections_are_exact_and_bounded():
