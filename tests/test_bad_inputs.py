@@ -414,3 +414,39 @@ def _assert_equal(first: object, second: object, where: str) -> None:
         np.testing.assert_array_equal(first, second, err_msg=where)
     else:
         assert first == second, where
+
+
+# --------------------------------------------------------------------------- checkpoints and run configs
+
+
+@pytest.mark.parametrize("checkpoint, fragments", [
+    ("absent.pth", ("absent.pth", "does not exist", "Download the official checkpoint")),
+    ("junk.pth", ("junk.pth", "could not be loaded", "Set model_type")),
+])
+def test_a_missing_or_foreign_checkpoint_is_named_with_the_fix(world, tmp_path, checkpoint, fragments):
+    (tmp_path / "junk.pth").write_text("not a checkpoint\n")
+    config = tmp_path / "sam.toml"
+    config.write_text(
+        f'[mask_generator]\nname = "sam"\ncheckpoint = "{tmp_path / checkpoint}"\nmodel_type = "vit_b"\ndevice = "cpu"\n'
+        '[feature_extractor]\nname = "simulated"\n'
+    )
+    run = tmp_path / "run"
+    assert_user_error(run_cli("preprocess", str(world), "-c", str(config), "--run", str(run)), *fragments)
+    assert cache_items(run) == {}
+
+
+@pytest.mark.parametrize("text, fragments", [
+    ('[mask_generator]\nname = "synthetic"\nsplit_probability = 0.1\n', ("has no option 'split_probability'", "split_prob (default 0.15)")),
+    ('[mask_generator]\nname = "synthetic"\nsplit_prob = "high"\n', ("option 'split_prob'", "expected a number")),
+    ("[train]\nlearning_rate = 0.1\n", ("[train] has no key 'learning_rate'", "lr")),
+])
+def test_a_config_with_unknown_keys_or_wrong_types_stops_before_any_work(world, tmp_path, text, fragments):
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    run = tmp_path / "run"
+    result = run_cli("train", str(world), "-c", str(config), "--run", str(run))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith(f"error: {config}"), result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+    assert not (run / "cache").exists()
