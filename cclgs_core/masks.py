@@ -168,10 +168,11 @@ def greedy_keep(overlap: np.ndarray, thresh: float) -> np.ndarray:
 
     overlap: (M, M) with items in rank order. Returns (M,) bool kept.
     """
+    suppresses = np.triu(overlap > thresh, 1)  # (M, M) i would drop j
     keep = np.ones(len(overlap), dtype=bool)
-    for i in range(len(overlap)):
+    for i in np.flatnonzero(suppresses.any(axis=1)):  # the other rows drop nothing
         if keep[i]:
-            keep[i + 1 :] &= overlap[i, i + 1 :] <= thresh
+            keep &= ~suppresses[i]
     return keep
 
 
