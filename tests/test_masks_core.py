@@ -9,11 +9,10 @@ import torch
 from cclgs_core.masks import (
     MaskSelectionOptions,
     TwoLevelCollector,
-    box_areas,
     intersection_bounds,
     level_membership,
     level_ranks,
-    mask_boxes,
+    mask_extents,
     pair_intersections,
     point_grid,
     remove_small_regions,
@@ -110,10 +109,11 @@ def test_collector_with_no_candidate_gives_empty_levels():
         assert level.num_masks == 0 and (level.segments == UNLABELED).all() and level.scores.shape == (0,)
 
 
+@pytest.mark.parametrize("width", [12, 13])  # runs of rows read as 8-, 4- or 1-byte words
 @pytest.mark.parametrize("height", [1, 7, 8, 9, 17, 33])
-def test_mask_boxes_match_the_pixel_extents(height):
+def test_mask_extents_match_the_pixels(height, width):
     rng = np.random.default_rng(height)
-    masks = rng.random((12, height, 13)) < 0.05
+    masks = rng.random((12, height, width)) < 0.05
     masks[3] = False  # empty: (0, 0, 0, 0)
     masks[5, -1, -1] = masks[6, 0, 0] = True  # pixels in the last (shorter) run of rows and the first
     expected = np.zeros((len(masks), 4), dtype=np.int64)
@@ -121,9 +121,12 @@ def test_mask_boxes_match_the_pixel_extents(height):
         ys, xs = np.nonzero(mask)
         if len(ys):
             expected[j] = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
-    np.testing.assert_array_equal(mask_boxes(masks), expected)
-    assert mask_boxes(masks[:0]).shape == (0, 4)
-    np.testing.assert_array_equal(mask_boxes(masks[:, :0]), np.zeros((len(masks), 4)))
+    boxes, areas = mask_extents(masks)
+    np.testing.assert_array_equal(boxes, expected)
+    np.testing.assert_array_equal(areas, masks.sum(axis=(1, 2)))
+    assert mask_extents(masks[:0])[0].shape == (0, 4)
+    boxes, areas = mask_extents(masks[:, :0])
+    assert not boxes.any() and not areas.any()
 
 
 def test_pair_intersections_are_exact_and_bounded():
@@ -131,10 +134,10 @@ def test_pair_intersections_are_exact_and_bounded():
     masks = random_masks(rng, 25, 40, 50)
     masks[7] = False  # an empty mask intersects nothing
     index = np.arange(len(masks))[::-1].copy()
-    boxes = mask_boxes(masks)[index]
+    boxes, areas = (extent[index] for extent in mask_extents(masks))
     flat = masks[index].reshape(len(masks), -1).astype(np.int64)
     brute = flat @ flat.T  # (M, M)
-    bounds = intersection_bounds(boxes, box_areas(masks[index], boxes))
+    bounds = intersection_bounds(boxes, areas)
     assert (bounds >= brute).all()
     first, second = np.triu_indices(len(masks), 1)
     np.testing.assert_array_equal(pair_intersections(masks, index, boxes, first, second), brute[first, second])
