@@ -450,3 +450,40 @@ def test_a_config_with_unknown_keys_or_wrong_types_stops_before_any_work(world, 
     for fragment in fragments:
         assert fragment in result.stderr, result.stderr
     assert not (run / "cache").exists()
+
+
+# --------------------------------------------------------------------------- transforms.json
+
+
+def _drop_focal(transforms: dict) -> None:
+    del transforms["fl_x"]
+
+
+def _nan_pose(transforms: dict) -> None:
+    transforms["frames"][1]["transform_matrix"][0][3] = float("nan")
+
+
+def _wrong_size(transforms: dict) -> None:
+    transforms["w"] = 48
+
+
+def _duplicate_frame(transforms: dict) -> None:
+    transforms["frames"].append(dict(transforms["frames"][0]))
+
+
+@pytest.mark.parametrize("damage, fragments", [
+    (_drop_focal, ("fl_x",)),
+    (_nan_pose, ("frame_00002", "transform_matrix")),
+    (_wrong_size, ("frame_00001", "48")),
+    (_duplicate_frame, ("frame_00001",)),
+], ids=["missing field", "NaN matrix", "size disagrees with intrinsics", "duplicated frame"])
+def test_a_damaged_transforms_json_is_named_before_any_work(world, tmp_path, damage, fragments):
+    scene = copy_world(world, tmp_path)
+    transforms = json.loads((scene / "transforms.json").read_text())
+    damage(transforms)
+    (scene / "transforms.json").write_text(json.dumps(transforms))
+    run = tmp_path / "run"
+    result = run_cli("preprocess", str(scene), "-c", config_of(world), "--run", str(run))
+    assert_user_error(result, *fragments)
+    assert "transforms.json" in result.stderr or "frame_00001.png" in result.stderr, result.stderr
+    assert not run.exists()
