@@ -184,8 +184,10 @@ def rank_order(pred_iou: np.ndarray, stability: np.ndarray) -> np.ndarray:
     return np.argsort(-scores, kind="stable")
 
 
-#: (256,) uint8 number of set bits of each byte value.
-POPCOUNT = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(axis=1).astype(np.uint8)
+#: (65536,) uint8 number of set bits of each 16-bit value.
+POPCOUNT16 = (
+    np.unpackbits(np.arange(65536, dtype=np.uint16).view(np.uint8)).reshape(65536, 16).sum(axis=1).astype(np.uint8)
+)
 
 
 def intersection_bounds(boxes: np.ndarray, areas: np.ndarray) -> np.ndarray:
@@ -203,7 +205,7 @@ def pair_intersections(
 
     masks: (M_all, H, W) bool; index: (M,) int64 masks to use; boxes: (M, 4) their extents;
     first, second: (P,) int64 positions in ``index``. The rows of each mask taking part, within
-    its box, are bit-packed (8 pixels a byte) one after another; a pair's count is the popcount
+    its box, are bit-packed (16 pixels a word) one after another; a pair's count is the popcount
     of the AND of the two masks' rows shared by both boxes, all pairs in one gather.
     Returns (P,) int64.
     """
@@ -211,10 +213,11 @@ def pair_intersections(
     involved, slot = np.unique(np.concatenate([first, second]), return_inverse=True)  # (K,), (2P,)
     y0, y1 = boxes[involved, 1], boxes[involved, 3]  # (K,) row band of each involved mask
     band_start = np.cumsum(y1 - y0) - (y1 - y0)  # (K,) first packed row of each band
-    packed = np.empty(((y1 - y0).sum(), (width + 7) // 8), dtype=np.uint8)  # (sum of bands, ceil(W/8))
+    packed = np.zeros(((y1 - y0).sum(), 2 * -(-width // 16)), dtype=np.uint8)  # (sum of bands, 2 ceil(W/16))
     for k, position in enumerate(involved):
         rows = np.packbits(masks[index[position], y0[k] : y1[k]], axis=-1)  # (h, ceil(W/8))
-        packed[band_start[k] : band_start[k] + len(rows)] = rows
+        packed[band_start[k] : band_start[k] + len(rows), : rows.shape[1]] = rows
+    packed = packed.view(np.uint16)  # (sum of bands, ceil(W/16))
     slot_first, slot_second = slot[: len(first)], slot[len(first) :]  # (P,) each
     top = np.maximum(y0[slot_first], y0[slot_second])  # (P,) first shared row
     heights = np.clip(np.minimum(y1[slot_first], y1[slot_second]) - top, 0, None)  # (P,) shared rows
@@ -222,7 +225,7 @@ def pair_intersections(
     row = top[pair] + np.arange(len(pair)) - np.repeat(np.cumsum(heights) - heights, heights)  # (E,) image row
     rows_first = band_start[slot_first[pair]] + row - y0[slot_first[pair]]  # (E,) packed row of the first mask
     rows_second = band_start[slot_second[pair]] + row - y0[slot_second[pair]]  # (E,)
-    counts = POPCOUNT[packed[rows_first] & packed[rows_second]].sum(axis=1, dtype=np.int64)  # (E,)
+    counts = POPCOUNT16[packed[rows_first] & packed[rows_second]].sum(axis=1, dtype=np.int64)  # (E,)
     return np.bincount(pair, weights=counts, minlength=len(first)).astype(np.int64)
 
 
