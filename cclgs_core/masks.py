@@ -102,8 +102,8 @@ def level_membership(ranks: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tens
     return ranks <= 1, ranks >= 1
 
 
-#: Rows ``mask_extents`` tests at once: a contiguous run of ROWS_PER_RUN * W bytes, a whole number
-#: of 8-byte words whatever W, reduced with a bitwise OR over words (numpy's fastest reduction).
+#: Rows ``mask_extents`` tests at once: a contiguous run of ROWS_PER_RUN * W bytes, whole 8-byte
+#: words whatever W, reduced by a bitwise OR over the widest words that keep every run aligned.
 ROWS_PER_RUN = 8
 
 
