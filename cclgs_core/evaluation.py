@@ -37,13 +37,15 @@ from cclgs_core.runs import PROTOCOLS, OpenedRun, open_run, read_run_info
 BENCHMARKS: dict[str, str] = {
     "lerf": (
         "LERF-OVS: per (frame, category), LangSplat's evaluation (relevance blended with its 30x30 box filter, "
-        "min-max rescaled, threshold 0.4, 7x7 majority filter); mIoU and localization accuracy (LangSplat's rule: a "
+        "min-max rescaled, threshold 0.4, 7x7 majority filter; both windows scaled with the image's long side, "
+        "relative to LERF-OVS's 985 px); mIoU and localization accuracy (LangSplat's rule: a "
         "hit when any pixel tying for the peak of the box-filtered relevance lies in a box of the category, so a flat "
         "map counts as a hit)"
     ),
     "synthetic": (
         "synthetic world (a simulation, not real data): its labelled held-out views through the LERF-OVS evaluator "
-        "(LangSplat's smoothing, threshold and localization rule); mIoU and localization accuracy"
+        "(LangSplat's smoothing, threshold and localization rule, windows scaled to the image: 3x3 and 1x1 at 96 px); "
+        "mIoU and localization accuracy"
     ),
     "3dovs": (
         "3D-OVS: per labelled view, each pixel takes the class of highest relevance among the scene's class list; "
@@ -185,7 +187,7 @@ def evaluate_run(
 def _evaluate_polygons(opened: OpenedRun, frames: Sequence[Any], pictures: Path | None, step: Callable[[int], None]) -> list[QueryRecord]:
     """LERF-OVS: LangSplat's protocol per (frame, category)."""
     from cclgs_core.datasets.lerf_ovs import read_ovs_labels
-    from cclgs_core.metrics import evaluate_query
+    from cclgs_core.metrics import evaluate_query, scaled_windows
 
     records = []
     for done, frame in enumerate(frames):
@@ -196,9 +198,10 @@ def _evaluate_polygons(opened: OpenedRun, frames: Sequence[Any], pictures: Path 
             continue
         relevance = opened.engine.view(frame.camera, categories)  # maps (T, levels, H, W)
         image = frame.load_image() if pictures is not None else None
+        windows = scaled_windows(frame.camera.height, frame.camera.width)
         for index, category in enumerate(categories):
             truth = labels.categories[category]
-            result = evaluate_query(frame.name, category, relevance.maps[index], truth.mask, truth.boxes)
+            result = evaluate_query(frame.name, category, relevance.maps[index], truth.mask, truth.boxes, windows)
             picture = None
             if pictures is not None:
                 smoothed = result.relevance

@@ -11,6 +11,7 @@ from cclgs_core.metrics import (
     iou,
     point_in_boxes,
     relevance_to_mask,
+    scaled_windows,
     summarize,
 )
 
@@ -37,6 +38,28 @@ def test_box_filter_is_a_mean():
     filtered = box_filter(relevance)
     # away from the borders the 30x30 window [i-15, i+14] is an exact mean
     assert filtered[32, 32] == pytest.approx(relevance[17:47, 17:47].mean())
+
+
+def test_windows_scale_with_the_image_and_are_langsplats_at_lerf_resolution():
+    assert scaled_windows(725, 985) == (30, 7)  # waldo_kitchen's frames
+    assert scaled_windows(731, 988) == (30, 7)
+    assert scaled_windows(96, 96) == (3, 1)  # the demo's synthetic views
+    assert scaled_windows(363, 493) == (15, 5)  # half resolution: 3.5 rounds to 4, made odd
+    assert scaled_windows(8, 8) == (1, 1)
+
+
+def test_a_small_object_is_localised_with_scaled_windows_and_missed_with_lerf_sized_ones():
+    # A 96 px view: a small object (6x6) with high relevance, a large region of moderate relevance.
+    truth = np.zeros((96, 96), bool)
+    truth[10:16, 10:16] = True
+    relevance = np.full((1, 96, 96), 0.1)
+    relevance[0, 40:96, 40:96] = 0.5
+    relevance[0][truth] = 1.0
+    scaled = evaluate_query("f", "apple", relevance, truth, [[10, 10, 15, 15]], scaled_windows(96, 96))
+    assert scaled.localized and scaled.iou == 1.0
+    # A 30 px mean filter on 96 px averages the object away: its peak lands in the large region.
+    lerf_sized = evaluate_query("f", "apple", relevance, truth, [[10, 10, 15, 15]])
+    assert not lerf_sized.localized
 
 
 def test_mask_from_relevance_threshold_and_majority():
