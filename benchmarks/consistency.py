@@ -31,7 +31,7 @@ benchmarks/results/consistency.json.
     .venv/bin/python benchmarks/consistency.py [--seed 0] [--world DIR] [--run-dir DIR]
 
 ``--world`` reuses (or generates into) a folder; ``--run-dir`` keeps the stage cache, so a
-re-run only recomputes what changed. The default run takes about 2 minutes on one busy core.
+re-run only recomputes what changed. The default run takes about 3 minutes on one busy core.
 
 Reading (class %, sp / wp; the tracker as of this version):
 
