@@ -11,7 +11,10 @@ pass are the part of a that v sees, and the share of them landing in mask b (of 
     IoU(a, b) = 1 / (1 / c(a -> b) + 1 / c(b -> a) - 1)
 
 Two masks whose IoU exceeds ``iou_threshold`` (0.5, CCL-LGS's matching threshold) are linked,
-and a track is a connected component of the links over all pairs of nearby views. Because the
+over all pairs of nearby views, and tracks grow from the links strongest first (``cluster_links``)
+under one rule: two tracks that already hold masks of the same view are never joined, so a
+track has at most one mask per view. Without it, a mask spanning two objects, linked to each
+from views that see only one of them, chains both objects into one track. Because the
 comparison is between every pair of views, not a chain from the first frame:
 
 - an object unseen in the first view gets a track like any other (the re-seeding the paper
@@ -21,8 +24,7 @@ comparison is between every pair of views, not a chain from the first frame:
 - occlusion is handled by the depth test: only the surface both views see is compared.
 
 A mask linked to nothing in any other view (``min_views``) stays -1, so it takes part in no
-pull or push pair. The IoU threshold keeps chains from bridging objects: a mask over two
-objects links to the one that dominates it, never to both.
+pull or push pair.
 """
 
 from __future__ import annotations
@@ -98,10 +100,10 @@ def cluster_links(a: np.ndarray, b: np.ndarray, iou: np.ndarray, mask_view: np.n
     already hold masks of one view.
 
     a, b: (E,) global ids of linked masks; iou: (E,) their 3D IoU; mask_view: (n,) view of
-    each mask. Two masks of one view are two regions of the image, so a track may gain at most
-    one mask per view through a merge; this cannot-link rule stops a chain of links (one
-    through a mask spanning two objects, say) from joining two objects that some view shows
-    apart. Returns (n,) int64 track ids numbered by first mask, -1 for tracks spanning fewer
+    each mask. Two masks of one view are two regions of the image, so a merge is refused when
+    both tracks hold a mask of one view, and a track keeps at most one mask per view; this stops
+    a chain of links (through a mask spanning two objects, say) from joining two objects that
+    some view shows apart. Returns (n,) int64 track ids numbered by first mask, -1 for tracks spanning fewer
     than ``min_views`` views.
     """
     count = len(mask_view)
