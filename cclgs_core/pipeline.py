@@ -177,10 +177,9 @@ def run_preprocess(
 
 
 def write_mask_previews(artifact: Artifact, frames: Sequence[Frame], directory: Path) -> list[Path]:
-    """PNG per frame: image | sp masks | wp masks, each mask a random colour, no-mask pixels dark."""
-    from PIL import Image
-
-    from cclgs_core.cache import atomic_write_bytes
+    """PNG per frame: image | sp masks | wp masks, each mask a fixed colour (``visualize.target_picture``
+    of the mask ids) over the image, no-mask pixels dark."""
+    from cclgs_core.visualize import save_png, target_picture
 
     directory.mkdir(parents=True, exist_ok=True)
     written = []
@@ -189,15 +188,10 @@ def write_mask_previews(artifact: Artifact, frames: Sequence[Frame], directory: 
         image = frame.load_image()
         panels = [image]
         for level in LEVELS:
-            segments = masks.level(level).segments
-            palette = np.random.default_rng(0).integers(40, 256, size=(max(masks.level(level).num_masks, 1), 3))
-            coloured = np.where(segments[..., None] >= 0, palette[np.maximum(segments, 0)], 0)
+            segment_map = masks.level(level)
+            coloured = target_picture(segment_map.segments, np.arange(segment_map.num_masks), segment_map.num_masks)
             panels.append((0.35 * image + 0.65 * coloured).astype(np.uint8))
-        path = directory / f"{frame.name}.png"
-        buffer = io.BytesIO()
-        Image.fromarray(np.concatenate(panels, axis=1)).save(buffer, format="PNG")
-        atomic_write_bytes(path, buffer.getvalue())
-        written.append(path)
+        written.append(save_png(directory / f"{frame.name}.png", np.concatenate(panels, axis=1)))
     return written
 
 
