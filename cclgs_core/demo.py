@@ -127,7 +127,7 @@ def write_summary(results: list[DemoResult], out: Path, seed: int, iterations: i
     lines = [
         "# cclgs demo — synthetic benchmark (a simulation)",
         "",
-        f"Held-out views, LangSplat's LERF-OVS protocol (metrics.py); seed {seed}; field trained {iterations} steps at lr {lr}.",
+        f"Held-out views, LangSplat's LERF-OVS protocol with its windows scaled to the image (metrics.py); seed {seed}; field trained {iterations} steps at lr {lr}.",
         "",
         "| method | mIoU % | localization % | report |",
         "| --- | --- | --- | --- |",
