@@ -8,7 +8,7 @@ The shape of CCL-LGS's Table 2 (arXiv 2505.20469), one semantic field per row:
 - "full CCL": L_max + pull + push (``ccl`` at its defaults);
 - "autoencoder": LangSplat's autoencoder (``autoencoder``), for reference.
 
-Each seed runs the demo's pipeline (``cclgs_core.demo.run_methods``): its default world (the
+Each seed runs the demo's pipeline (``cclgs_cli.demo_runs.run_methods``): its default world (the
 seed seeds the world, the simulated masks and VLM, and the training), ``synthetic`` masks and
 the ``simulated`` VLM at their fixed default settings (never tuned), the ``reprojection``
 tracker, the ``cached`` field backend, the field trained for the demo's schedule, and the
@@ -60,7 +60,7 @@ from typing import Callable
 
 import numpy as np
 
-from cclgs_core.demo import ITERATIONS, LR, run_methods
+from cclgs_cli.demo_runs import ITERATIONS, LR, run_methods
 
 RESULTS = Path(__file__).parent / "results" / "ablation.json"
 #: Row shown -> run-config overrides (on top of the demo's pipeline).
@@ -71,7 +71,7 @@ ROWS: dict[str, list[str]] = {
     "full CCL": ["compressor.name=ccl"],
     "autoencoder": ["compressor.name=autoencoder"],
 }
-#: The paper's ablation means, LERF-OVS mIoU % (real data; DESIGN.md section 2).
+#: The paper's ablation means, LERF-OVS mIoU % (real data; docs/design.md, "Published numbers").
 PAPER_MIOU = {"codebook only": 56.4, "+pull": 59.5, "+push": 60.4, "full CCL": 65.6}
 #: LangSplat (the autoencoder) in the paper's main table, LERF-OVS mean mIoU %: not an ablation row.
 PAPER_LANGSPLAT_MIOU = 51.4

@@ -2,7 +2,7 @@
 
 Runs the cached pipeline (``synthetic`` masks, ``simulated`` VLM, ``torch`` renderer) on the
 default synthetic world of a seed and measures, per mask level (metrics in
-``cclgs_core.consistency``):
+``cclgs_synthetic.consistency``):
 
 1. track-label accuracy of the trackers "none" (the floor) and "reprojection" against each
    mask's dominant ground-truth entity (``sp``: parts, ``wp``: instances): pairwise precision
@@ -67,7 +67,7 @@ from pathlib import Path
 import numpy as np
 
 from cclgs_core.config import load_config
-from cclgs_core.consistency import (
+from cclgs_synthetic.consistency import (
     class_agreement,
     cosine_summary,
     cross_view_cosines,

@@ -45,7 +45,7 @@ GENERAL_KEYS: dict[str, tuple[type, Any]] = {"seed": (int, 0)}
 
 @dataclass
 class TrainSettings:
-    """[train]: the semantic field (DESIGN.md section 1.5)."""
+    """[train]: the semantic field (docs/design.md, "Semantic field")."""
 
     iterations: int = 30_000
     lr: float = 1e-3

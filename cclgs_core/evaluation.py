@@ -1,4 +1,4 @@
-"""Benchmark evaluation of trained runs (DESIGN.md section 2), with JSON and markdown reports.
+"""Benchmark evaluation of trained runs (docs/design.md, "Evaluation"), with JSON and markdown reports.
 
 Benchmarks:
 

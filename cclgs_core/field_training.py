@@ -1,4 +1,4 @@
-"""Training the semantic field on frozen Gaussians (DESIGN.md section 1.5).
+"""Training the semantic field on frozen Gaussians (docs/design.md, "Semantic field").
 
 Per step: one training view (a seeded shuffle of the views per epoch), render the field's
 features with the field backend, decode each level with its head and apply the compressor's

@@ -1,6 +1,6 @@
 """Model-free two-level mask logic shared by the promptable-segmenter mask generators (SAM, SAM2).
 
-DESIGN.md §1 step 1. A segmenter prompted with one point of a uniform grid (``point_grid``)
+docs/design.md, "Two-level masks". A segmenter prompted with one point of a uniform grid (``point_grid``)
 returns three masks (logits) and a predicted IoU for each. ``TwoLevelCollector`` turns them
 into the two levels:
 

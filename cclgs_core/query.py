@@ -1,4 +1,4 @@
-"""Open-vocabulary queries against a trained semantic field (DESIGN.md section 1.6).
+"""Open-vocabulary queries against a trained semantic field (docs/design.md, "Queries").
 
 A pixel's embedding is the decoded rendered field feature, ``T[argmax]`` for codebooks. For
 codebooks the relevance is computed once per prototype and looked up per pixel, so a query

@@ -1,4 +1,4 @@
-"""Relevance of a text query to per-pixel embeddings (DESIGN.md section 1.6).
+"""Relevance of a text query to per-pixel embeddings (docs/design.md, "Queries").
 
 The practice of LERF and LangSplat: a pixel embedding ``e`` is compared with the query ``q``
 and with each canonical phrase ``c_k`` ("object", "things", "stuff", "texture" for CLIP; a

@@ -10,7 +10,7 @@
 so that ``cclgs query RUN`` and ``cclgs eval ... RUN`` find the field, the scene's cameras and
 images at the same resolution, and know which frames were trained on.
 
-Evaluation protocols (DESIGN.md section 2). A scene's evaluation frames are those carrying
+Evaluation protocols (docs/design.md, "Evaluation"). A scene's evaluation frames are those carrying
 benchmark labels (``EVALUATION_KINDS``: LERF-OVS polygons or 3D-OVS class masks):
 
 - ``heldout``: evaluation frames are never trained on (the honest number; the default);

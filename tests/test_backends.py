@@ -116,7 +116,7 @@ def test_torch_backend_exposes_screen_space_means():
 
 
 def test_composite_gradients_match_finite_differences():
-    from cclgs_gsplat.tiles import _CompositeTiles, pixel_monomials
+    from cclgs_cpu_backends.tiles import _CompositeTiles, pixel_monomials
 
     generator = torch.Generator().manual_seed(3)
     gaussians, channels = 7, 3

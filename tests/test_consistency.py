@@ -1,4 +1,4 @@
-"""Cross-view consistency metrics (cclgs_core.consistency) on crafted inputs with hand-computed
+"""Cross-view consistency metrics (cclgs_synthetic.consistency) on crafted inputs with hand-computed
 values, and the reprojection tracker's accuracy on a tiny synthetic world."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cclgs_core.consistency import (
+from cclgs_synthetic.consistency import (
     class_agreement,
     cosine_summary,
     cross_view_cosines,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 
-from cclgs_core.demo import METHODS, run_demo
+from cclgs_cli.demo_runs import METHODS, run_demo
 
 
 def test_reduced_demo_compares_the_three_methods(tmp_path):

@@ -1,4 +1,4 @@
-"""Relevance of a text query (DESIGN.md 1.6): pairwise softmax against canonical phrases, minimum over them."""
+"""Relevance of a text query (docs/design.md, "Queries"): pairwise softmax against canonical phrases, minimum over them."""
 
 from __future__ import annotations
 

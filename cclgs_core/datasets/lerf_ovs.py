@@ -1,4 +1,4 @@
-"""The LERF-OVS benchmark layout and its ISAT polygon labels (DESIGN.md section 2).
+"""The LERF-OVS benchmark layout and its ISAT polygon labels (docs/design.md, "Evaluation").
 
 Layout: ``<scene>/images/frame_%05d.jpg`` posed by COLMAP ``<scene>/sparse/0``, labels in
 ``<scene>/../label/<scene name>/frame_XXXXX.json``. The labelled frames form the "test" split

@@ -41,7 +41,7 @@ class CclgsDataParserConfig(NerfstudioDataParserConfig):
 
 @dataclass
 class CclgsModelConfig(SplatfactoModelConfig):
-    """Splatfacto plus a semantic field: per-Gaussian features and per-level decoder heads (DESIGN.md 1.5)."""
+    """Splatfacto plus a semantic field: per-Gaussian features and per-level decoder heads (docs/design.md, "Semantic field")."""
 
     _target: Type = field(default_factory=lambda: _implementation("model", "CclgsModel"))
     cclgs_config: Optional[Path] = None

@@ -1,4 +1,4 @@
-"""The ccl-lgs model: splatfacto whose Gaussians also carry the semantic field (DESIGN.md 1.5, 1.6).
+"""The ccl-lgs model: splatfacto whose Gaussians also carry the semantic field (docs/design.md, "Semantic field" and "Queries").
 
 - Every Gaussian carries ``levels * d_f`` semantic features, stored in ``gauss_params`` as
   "semantic_features" so that densification (duplicate, split, prune) carries them along; the

@@ -1,4 +1,4 @@
-"""LangSplat's autoencoder as a feature compressor (DESIGN.md section 1 step 4, the alternative).
+"""LangSplat's autoencoder as a feature compressor (docs/design.md, "Contrastive codebook", the alternative).
 
 The scene's mask embeddings are compressed to a 3-d unit latent by an MLP autoencoder
 (D -> 256 -> 128 -> 64 -> 32 -> 3 with BatchNorm and ReLU, and the mirror image back to D, where

@@ -1,4 +1,4 @@
-"""Contrastive codebook learning (CCL-LGS, DESIGN.md section 1 step 4) and its plain-codebook ablation."""
+"""Contrastive codebook learning (CCL-LGS, docs/design.md, "Contrastive codebook") and its plain-codebook ablation."""
 
 from cclgs_core import hookimpl
 from cclgs_codebook.codebook import ContrastiveCodebook, PlainCodebook

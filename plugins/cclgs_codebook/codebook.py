@@ -1,4 +1,4 @@
-"""Contrastive codebook learning (CCL-LGS, DESIGN.md section 1 step 4).
+"""Contrastive codebook learning (CCL-LGS, docs/design.md, "Contrastive codebook").
 
 A codebook T of N prototypes lives in the extractor's embedding space; cosines use the
 L2-normalised prototypes. For a feature F_i with nearest prototype j_i = argmax_j cos(F_i, T_j):

@@ -1,4 +1,4 @@
-"""OpenCLIP mask and text encoder: DESIGN.md section 1 step 2 (``F_i = CLIP(I * M_i)``)."""
+"""OpenCLIP mask and text encoder: docs/design.md, "Mask features" (``F_i = CLIP(I * M_i)``)."""
 
 from cclgs_core import hookimpl
 from cclgs_openclip.extractor import OpenClipExtractor

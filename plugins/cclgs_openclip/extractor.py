@@ -1,4 +1,4 @@
-"""OpenCLIP feature extractor (DESIGN.md section 1 step 2).
+"""OpenCLIP feature extractor (docs/design.md, "Mask features").
 
 A mask's feature is the image embedding of the masked image: every pixel outside the mask is
 set to black, the mask's bounding box is cut out, padded with black to a centred square,

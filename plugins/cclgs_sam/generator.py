@@ -1,5 +1,5 @@
 """SAM (segment-anything) prompted with a uniform point grid; three masks per point become the
-``sp`` and ``wp`` levels through ``cclgs_core.masks`` (DESIGN.md §1 step 1).
+``sp`` and ``wp`` levels through ``cclgs_core.masks`` (docs/design.md, "Two-level masks").
 
 SamAutomaticMaskGenerator is not used: it flattens the three outputs of a point and loses which
 one is subpart, part or whole. torch and segment_anything are imported when the model is built.

@@ -1,5 +1,5 @@
 """SAM2's image predictor prompted with a uniform point grid; three masks per point become the
-``sp`` and ``wp`` levels through ``cclgs_core.masks`` (DESIGN.md §1 step 1).
+``sp`` and ``wp`` levels through ``cclgs_core.masks`` (docs/design.md, "Two-level masks").
 
 Like sam2's own automatic mask generator, this calls the predictor's ``_transforms`` and
 ``_predict`` to batch point prompts as tensors; SAM2AutomaticMaskGenerator itself is not used

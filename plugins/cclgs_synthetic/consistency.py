@@ -1,4 +1,4 @@
-"""Cross-view consistency metrics against ground truth (the synthetic benchmark, DESIGN.md section 2).
+"""Cross-view consistency metrics against ground truth (docs/design.md, "Synthetic benchmark").
 
 Everything works on the masks of one level over all views, stacked into one table of n masks:
 

@@ -106,7 +106,7 @@ class CachedBackend:
     def render(self, gaussians: "Gaussians", features: "torch.Tensor", camera: Camera) -> RenderOutput:
         """features: (N, C) -> (H, W, C) features (differentiable w.r.t. features only),
         (H, W) alpha, (H, W) depth."""
-        from cclgs_gsplat.tiles import SparseBlend
+        from cclgs_cpu_backends.tiles import SparseBlend
 
         if features.ndim != 2 or features.shape[0] != len(gaussians):
             raise ValueError(f"features must be (N, C) with N = {len(gaussians)}, got {tuple(features.shape)}")
@@ -178,7 +178,7 @@ class CachedBackend:
     def _compute(self, gaussians: "Gaussians", camera: Camera) -> CachedView:
         import torch
 
-        from cclgs_gsplat.tiles import blend_matrices, project_splats, top_weights
+        from cclgs_cpu_backends.tiles import blend_matrices, project_splats, top_weights
 
         with torch.no_grad():
             splats = project_splats(

@@ -42,7 +42,7 @@ class TorchBackend:
         """features: (N, C) -> (H, W, C) features, (H, W) alpha, (H, W) depth."""
         import torch
 
-        from cclgs_gsplat.tiles import composite, project_splats
+        from cclgs_cpu_backends.tiles import composite, project_splats
 
         if features.ndim != 2 or features.shape[0] != len(gaussians):
             raise ValueError(f"features must be (N, C) with N = {len(gaussians)}, got {tuple(features.shape)}")
