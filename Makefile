@@ -1,11 +1,13 @@
 # Two entry points: `make demo` (set up, then run the main job) and `make test` (set up, then
-# run the whole test suite). Both build .venv with the pinned stack on first use.
+# run the whole test suite). Both build .venv with the pinned stack on first use. `make lint`
+# checks formatting and lint rules (ruff, configured in pyproject.toml); `make format` fixes
+# what ruff can fix by itself.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +15,7 @@ $(STAMP): pyproject.toml
 	# torch first, from the exact pins (a CUDA build that also runs on CPU)
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
 	# SAM2's optional CUDA extension is skipped: it only speeds up mask post-processing
-	SAM2_BUILD_CUDA=0 $(BIN)/pip install -q -e .
+	SAM2_BUILD_CUDA=0 $(BIN)/pip install -q -e ".[dev]"
 	touch $@
 
 setup: $(STAMP)
@@ -23,6 +25,14 @@ demo: setup
 
 test: setup
 	OMP_WAIT_POLICY=PASSIVE TORCHDYNAMO_DISABLE=1 TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 $(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 clean:
 	rm -rf $(VENV)

@@ -21,23 +21,23 @@ import os
 # spinning OpenMP threads slow torch down several times. Must be set before torch starts.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import platform  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import math
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from cclgs_core.gaussians import Gaussians, rgb_to_sh_dc  # noqa: E402
-from cclgs_core.geometry_fit import FitConfig, evaluate, fit_geometry  # noqa: E402
-from cclgs_core.registry import get_registry  # noqa: E402
-from cclgs_core.testing.backends import look_at  # noqa: E402
-from cclgs_core.types import Camera, Frame, Scene  # noqa: E402
+from cclgs_core.gaussians import Gaussians, rgb_to_sh_dc
+from cclgs_core.geometry_fit import FitConfig, evaluate, fit_geometry
+from cclgs_core.registry import get_registry
+from cclgs_core.testing.backends import look_at
+from cclgs_core.types import Camera, Frame, Scene
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -29,25 +29,25 @@ import os
 # spinning OpenMP threads slow torch down several times. Must be set before torch starts.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import platform  # noqa: E402
-import re  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Callable  # noqa: E402
+import argparse
+import json
+import math
+import platform
+import re
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from cclgs_core.gaussians import Gaussians  # noqa: E402
-from cclgs_core.registry import get_registry  # noqa: E402
-from cclgs_core.testing.backends import look_at  # noqa: E402
-from cclgs_core.types import Camera  # noqa: E402
+from cclgs_core.gaussians import Gaussians
+from cclgs_core.registry import get_registry
+from cclgs_core.testing.backends import look_at
+from cclgs_core.types import Camera
 
 RESULTS = Path(__file__).parent / "results"
 CHANNELS = 8

@@ -16,7 +16,7 @@ import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from cclgs_core.interfaces import KINDS
 from cclgs_core.registry import PluginRegistry, check_options, get_registry
 from cclgs_core.types import LEVELS, Frame, FrameMasks, Scene, SegmentMap
 from cclgs_core.validation import check_embeddings, check_frame_masks, check_targets, check_track_labels
+
+if TYPE_CHECKING:
+    from cclgs_core.field_training import FieldView, TrainingLog
 
 #: Progress callback: (stage name, frames done, frames in all).
 Progress = Callable[[str, int, int], None]
@@ -295,7 +298,7 @@ class PreparedRun:
 
     frames: list[Frame]
     compressors: dict[str, Any]
-    views: list["FieldView"]  # noqa: F821 - cclgs_core.field_training.FieldView
+    views: list[FieldView]
     preprocessed: PreprocessResult
 
 
@@ -332,7 +335,7 @@ def prepare_field_targets(
     return PreparedRun(preprocessed.frames, compressors, views, preprocessed)
 
 
-def write_target_previews(views: Sequence["FieldView"], frames: Sequence[Frame], compressors: dict[str, Any], directory: Path) -> list[Path]:  # noqa: F821
+def write_target_previews(views: Sequence[FieldView], frames: Sequence[Frame], compressors: dict[str, Any], directory: Path) -> list[Path]:
     """PNG per view: image | sp targets | wp targets, as coloured by ``visualize.target_picture``
     (one colour per prototype, or the first three latent dimensions)."""
     from cclgs_core.visualize import save_png, target_picture
@@ -350,7 +353,7 @@ def write_target_previews(views: Sequence["FieldView"], frames: Sequence[Frame],
 @dataclass
 class TrainResult:
     field_path: Path
-    log: "TrainingLog"  # noqa: F821 - cclgs_core.field_training.TrainingLog
+    log: TrainingLog
     gaussians_path: Path
 
 

@@ -20,9 +20,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch  # imported lazily by the users of RenderOutput
 
 #: The two mask levels of CCL-LGS: ``sp`` = subpart + part, ``wp`` = whole + part.
 LEVELS: tuple[str, ...] = ("sp", "wp")
@@ -186,7 +189,7 @@ class RenderOutput:
               their screen extent in pixels.
     """
 
-    features: "torch.Tensor"  # noqa: F821 - torch is imported lazily by the users
-    alpha: "torch.Tensor"  # noqa: F821
-    depth: "torch.Tensor"  # noqa: F821
-    extras: dict[str, "torch.Tensor"] = field(default_factory=dict)  # noqa: F821
+    features: torch.Tensor
+    alpha: torch.Tensor
+    depth: torch.Tensor
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)

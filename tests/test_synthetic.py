@@ -219,7 +219,10 @@ def test_mask_damage_is_reproducible_and_varies_per_view(frames):
 def test_each_damage_kind():
     labels = np.full((40, 40), -1)
     labels[5:20, 5:35], labels[20:35, 5:35] = 0, 1  # two touching masks
-    rng = lambda: np.random.default_rng(0)  # noqa: E731
+
+    def rng():
+        return np.random.default_rng(0)
+
     off = dict(merge_prob=0.0, split_prob=0.0, boundary_prob=0.0, drop_prob=0.0, min_area=1)
     merged = SyntheticMaskGenerator(**{**off, "merge_prob": 1.0}).damage(labels, rng())
     assert merged.max() == 0 and (merged == 0).sum() == 900

@@ -262,14 +262,14 @@ class _CompositeTiles(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, table, slots, origins, monomials):  # noqa: D102 - see class
+    def forward(ctx, table, slots, origins, monomials):
         rows = table[slots]  # (B, G, 6 + C')
         alpha, before = blend_weights(rows, origins, monomials)
         ctx.save_for_backward(table, slots, origins, monomials, alpha, before)
         return torch.bmm(alpha * before, rows[..., _GEOMETRY_COLUMNS:])
 
     @staticmethod
-    def backward(ctx, grad_out):  # noqa: D102 - see class
+    def backward(ctx, grad_out):
         table, slots, origins, monomials, alpha, before = ctx.saved_tensors
         rows = table[slots]
         values = rows[..., _GEOMETRY_COLUMNS:]
@@ -410,10 +410,10 @@ class SparseBlend(torch.autograd.Function):
     precomputed transpose (CSR products both ways)."""
 
     @staticmethod
-    def forward(ctx, features, matrix, transposed):  # noqa: D102 - see class
+    def forward(ctx, features, matrix, transposed):
         ctx.transposed = transposed
         return matrix @ features
 
     @staticmethod
-    def backward(ctx, grad_out):  # noqa: D102 - see class
+    def backward(ctx, grad_out):
         return ctx.transposed @ grad_out.contiguous(), None, None
