@@ -104,7 +104,9 @@ def measure(seeds: list[int], iterations: int, work_dir: Path) -> dict:
     for seed in seeds:
         start = time.perf_counter()
         print(f"seed {seed}: {len(ROWS)} rows", flush=True)
-        results = run_methods(work_dir / f"seed-{seed}", ROWS, seed=seed, iterations=iterations, progress=print_progress(seed))
+        results = run_methods(
+            work_dir / f"seed-{seed}", ROWS, seed=seed, iterations=iterations, progress=print_progress(seed)
+        )
         for result in results:
             per_seed[result.method].append({"miou": result.miou, "localization": result.localization})
             seconds[f"seed {seed} {result.method}"] = round(result.seconds, 1)
@@ -119,7 +121,8 @@ def measure(seeds: list[int], iterations: int, work_dir: Path) -> dict:
     }
     margins = {
         f"{row} - {baseline}": {
-            metric: summary([a[metric] - b[metric] for a, b in zip(per_seed[row], per_seed[baseline])]) for metric in METRICS
+            metric: summary([a[metric] - b[metric] for a, b in zip(per_seed[row], per_seed[baseline])])
+            for metric in METRICS
         }
         for row, baseline in MARGINS
     }
@@ -151,8 +154,12 @@ def _cell(entry: dict, signed: bool = False) -> str:
 
 def print_table(result: dict) -> None:
     seeds = " ".join(map(str, result["seeds"]))
-    print(f"\nSIMULATION: synthetic world, held-out views (protocol {result['protocol']}), seeds {seeds}, field {result['iterations']} steps at lr {result['lr']}")
-    print("mean ± sample std over seeds, %; paper: CCL-LGS ablation on LERF-OVS (real data, not comparable in absolute terms)")
+    print(
+        f"\nSIMULATION: synthetic world, held-out views (protocol {result['protocol']}), seeds {seeds}, field {result['iterations']} steps at lr {result['lr']}"
+    )
+    print(
+        "mean ± sample std over seeds, %; paper: CCL-LGS ablation on LERF-OVS (real data, not comparable in absolute terms)"
+    )
     print(f"{'row':<15}{'mIoU %':>14}{'localization %':>17}{'paper mIoU %':>14}")
     for row, entry in result["rows"].items():
         paper = f"{entry['paper_miou']:.1f}" if entry["paper_miou"] is not None else f"{PAPER_LANGSPLAT_MIOU}*"
@@ -160,16 +167,29 @@ def print_table(result: dict) -> None:
     print("* LangSplat in the paper's main table, not an ablation row")
     print("\nmargins, per-seed differences in points (mean ± std)")
     for name, entry in result["margins"].items():
-        paper = f"; paper mIoU {result['paper']['full CCL - codebook only']:+.1f}" if name == "full CCL - codebook only" else ""
-        print(f"  {name:<26} mIoU {_cell(entry['miou'], signed=True)}, localization {_cell(entry['localization'], signed=True)}{paper}")
+        paper = (
+            f"; paper mIoU {result['paper']['full CCL - codebook only']:+.1f}"
+            if name == "full CCL - codebook only"
+            else ""
+        )
+        print(
+            f"  {name:<26} mIoU {_cell(entry['miou'], signed=True)}, localization {_cell(entry['localization'], signed=True)}{paper}"
+        )
     print("\nseconds:", ", ".join(f"{name} {value}" for name, value in result["seconds"].items()))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--iterations", type=int, default=ITERATIONS, help=f"field training steps per row (default: the demo's {ITERATIONS})")
-    parser.add_argument("--work-dir", type=Path, help="folder keeping worlds, caches, runs and reports (default: a temporary one)")
+    parser.add_argument(
+        "--iterations",
+        type=int,
+        default=ITERATIONS,
+        help=f"field training steps per row (default: the demo's {ITERATIONS})",
+    )
+    parser.add_argument(
+        "--work-dir", type=Path, help="folder keeping worlds, caches, runs and reports (default: a temporary one)"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cclgs-ablation-") as scratch:

@@ -66,7 +66,13 @@ from pathlib import Path
 
 import numpy as np
 
+from cclgs_core.cache import StageCache
 from cclgs_core.config import load_config
+from cclgs_core.datasets import load_scene
+from cclgs_core.labelmaps import read_label_map
+from cclgs_core.pipeline import masks_from_arrays, prepare_field_targets, run_preprocess, run_tracking
+from cclgs_core.registry import get_registry
+from cclgs_core.types import LEVELS
 from cclgs_synthetic.consistency import (
     class_agreement,
     cosine_summary,
@@ -75,12 +81,6 @@ from cclgs_synthetic.consistency import (
     entity_pixel_counts,
     pairwise_track_scores,
 )
-from cclgs_core.datasets import load_scene
-from cclgs_core.labelmaps import read_label_map
-from cclgs_core.pipeline import masks_from_arrays, prepare_field_targets, run_preprocess, run_tracking
-from cclgs_core.cache import StageCache
-from cclgs_core.registry import get_registry
-from cclgs_core.types import LEVELS
 
 RESULTS = Path(__file__).parent / "results" / "consistency.json"
 TRACKERS = ("none", "reprojection")
@@ -114,7 +114,9 @@ def ground_truth_counts(frames, masks_artifact, name: str, num_entities: int) ->
         masks = masks_from_arrays(masks_artifact.read_arrays(f"{frame.name}.npz"))
         for level in LEVELS:
             segment_map = masks.level(level)
-            per_level[level].append(entity_pixel_counts(segment_map.segments, entities, segment_map.num_masks, num_entities))
+            per_level[level].append(
+                entity_pixel_counts(segment_map.segments, entities, segment_map.num_masks, num_entities)
+            )
     return {level: np.concatenate(blocks) for level, blocks in per_level.items()}
 
 
@@ -163,7 +165,8 @@ def embedding_scores(embeddings, views, instance_counts, texts, instance_class, 
             "class_agreement": float(np.nanmean(per_instance)),
             "class_agreement_pixels": float(np.nansum(per_instance * counts.sum(axis=0)) / counts.sum()),
             "class_agreement_per_instance": {
-                name: None if np.isnan(value) else float(value) for name, value in zip(_instance_names(world), per_instance)
+                name: None if np.isnan(value) else float(value)
+                for name, value in zip(_instance_names(world), per_instance)
             },
             "cos_same": cos_same,
             "cos_diff": cos_diff,
@@ -193,7 +196,10 @@ def measure(seed: int, world: Path, run_dir: Path) -> dict:
     timings["masks and features"] = time.perf_counter() - start
     views = mask_views(frames, preprocessed.masks)
     instance_counts = ground_truth_counts(frames, preprocessed.masks, "instance", len(tables.instance_class))
-    truth_counts = {"instance": instance_counts, "part": ground_truth_counts(frames, preprocessed.masks, "part", len(parts))}
+    truth_counts = {
+        "instance": instance_counts,
+        "part": ground_truth_counts(frames, preprocessed.masks, "part", len(parts)),
+    }
 
     tracking = {}
     for tracker in TRACKERS:
@@ -219,11 +225,15 @@ def measure(seed: int, world: Path, run_dir: Path) -> dict:
             overrides = base_overrides(seed) + [f"tracker.name={COMPRESSOR_TRACKER}", f"compressor.name={compressor}"]
             prepared = prepare_field_targets(scene, load_config(None, overrides), run_dir, registry)
             embeddings = {
-                level: decoded_embeddings(prepared.compressors[level], [view.mask_targets[level] for view in prepared.views])
+                level: decoded_embeddings(
+                    prepared.compressors[level], [view.mask_targets[level] for view in prepared.views]
+                )
                 for level in LEVELS
             }
         timings[f"compressor {compressor}"] = time.perf_counter() - start
-        consistency[compressor] = embedding_scores(embeddings, views, instance_counts, texts, tables.instance_class, world)
+        consistency[compressor] = embedding_scores(
+            embeddings, views, instance_counts, texts, tables.instance_class, world
+        )
 
     # Diagnostic: ccl fitted on ground-truth tracks (each mask's dominant entity), which
     # separates what the tracker costs from what the compressor can do.
@@ -232,7 +242,9 @@ def measure(seed: int, world: Path, run_dir: Path) -> dict:
     embeddings = {}
     for level in LEVELS:
         features = [preprocessed.features.read_arrays(f"{f.name}.npz")[f"{level}_features"] for f in frames]
-        truth = np.split(dominant_entity(truth_counts[TRACK_TRUTH[level]][level]), np.cumsum([len(v) for v in features])[:-1])
+        truth = np.split(
+            dominant_entity(truth_counts[TRACK_TRUTH[level]][level]), np.cumsum([len(v) for v in features])[:-1]
+        )
         compressor = load_config(None, overrides).create("compressor", registry)
         compressor.fit(features, truth, seed=seed)
         embeddings[level] = decoded_embeddings(compressor, [compressor.targets(view) for view in features])
@@ -244,7 +256,9 @@ def measure(seed: int, world: Path, run_dir: Path) -> dict:
     # another object, after a merge or a dilation, are wrong whatever the compressor does).
     # Masks over no object weigh nothing, so the class they get does not matter.
     instance_class = np.asarray(tables.instance_class)
-    embeddings = {level: texts[instance_class[np.maximum(dominant_entity(instance_counts[level]), 0)]] for level in LEVELS}
+    embeddings = {
+        level: texts[instance_class[np.maximum(dominant_entity(instance_counts[level]), 0)]] for level in LEVELS
+    }
     consistency[CEILING] = embedding_scores(embeddings, views, instance_counts, texts, tables.instance_class, world)
     return {
         "simulation": "synthetic world, synthetic masks and simulated VLM at their fixed default settings",
@@ -270,18 +284,30 @@ def _percent(value: float | None) -> str:
 
 
 def print_tables(result: dict) -> None:
-    print(f"SIMULATION: synthetic world seed {result['seed']}, {result['views']} training views, masks {result['masks']}")
+    print(
+        f"SIMULATION: synthetic world seed {result['seed']}, {result['views']} training views, masks {result['masks']}"
+    )
     print("\nTrack-label accuracy (pairs of masks in different views; sp vs parts, wp vs instances), %")
-    print(f"{'tracker':<14}" + "".join(f"{level + ' ' + name:>13}" for level in LEVELS for name in ("precision", "recall", "labelled")))
+    print(
+        f"{'tracker':<14}"
+        + "".join(f"{level + ' ' + name:>13}" for level in LEVELS for name in ("precision", "recall", "labelled"))
+    )
     for tracker, levels in result["tracking"].items():
         cells = [_percent(levels[level][name]) for level in LEVELS for name in ("precision", "recall", "labelled")]
         print(f"{tracker:<14}" + "".join(f"{cell:>13}" for cell in cells))
     print(f"\nView consistency of decoded embeddings (compressors fitted on '{result['compressor_tracker']}' labels)")
-    print(f"{'compressor':<16}" + "".join(f"{level + ' ' + name:>13}" for level in LEVELS for name in ("class %", "cos same", "cos diff")))
+    print(
+        f"{'compressor':<16}"
+        + "".join(f"{level + ' ' + name:>13}" for level in LEVELS for name in ("class %", "cos same", "cos diff"))
+    )
     for compressor, levels in result["consistency"].items():
         cells = []
         for level in LEVELS:
-            cells += [_percent(levels[level]["class_agreement"]), f"{levels[level]['cos_same']:.3f}", f"{levels[level]['cos_diff']:.3f}"]
+            cells += [
+                _percent(levels[level]["class_agreement"]),
+                f"{levels[level]['cos_same']:.3f}",
+                f"{levels[level]['cos_diff']:.3f}",
+            ]
         print(f"{compressor:<16}" + "".join(f"{cell:>13}" for cell in cells))
     print("\nseconds:", ", ".join(f"{name} {value}" for name, value in result["seconds"].items()))
 
@@ -292,7 +318,12 @@ def main() -> None:
     parser.add_argument("--world", type=Path, help="world folder to reuse or generate into (default: a temporary one)")
     parser.add_argument("--run-dir", type=Path, help="run folder holding the stage cache (default: a temporary one)")
     parser.add_argument("--output", type=Path, default=RESULTS)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: the small fits are fastest single-threaded on a shared machine)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: the small fits are fastest single-threaded on a shared machine)",
+    )
     args = parser.parse_args()
     import torch
 

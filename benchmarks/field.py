@@ -59,11 +59,23 @@ def worker(backend_name: str, world: Path, run_dir: Path, iterations: int, segme
     for stop in range(segment, iterations + 1, segment):
         started = time.perf_counter()
         field, _ = train_field(
-            gaussians, prepared.views, prepared.compressors, backend, iterations=stop,
-            seed=config.seed, checkpoint_path=checkpoint, checkpoint_every=segment,
+            gaussians,
+            prepared.views,
+            prepared.compressors,
+            backend,
+            iterations=stop,
+            seed=config.seed,
+            checkpoint_path=checkpoint,
+            checkpoint_every=segment,
         )
         training_seconds += time.perf_counter() - started
-        curve.append({"step": stop, "seconds": training_seconds, "accuracy": views_accuracy(field, gaussians, backend, prepared.views)})
+        curve.append(
+            {
+                "step": stop,
+                "seconds": training_seconds,
+                "accuracy": views_accuracy(field, gaussians, backend, prepared.views),
+            }
+        )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "backend": backend_name,
@@ -107,7 +119,16 @@ def main() -> None:
             ("cached", arguments.iterations, arguments.segment),
             ("torch", arguments.torch_steps, arguments.torch_steps),
         ):
-            command = [sys.executable, __file__, "--worker", name, str(world), str(run_dir), str(iterations), str(segment)]
+            command = [
+                sys.executable,
+                __file__,
+                "--worker",
+                name,
+                str(world),
+                str(run_dir),
+                str(iterations),
+                str(segment),
+            ]
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             results.append(json.loads(output.strip().splitlines()[-1]))
 
@@ -122,9 +143,13 @@ def main() -> None:
     speedup = torch_result["seconds_per_step"] / cached["seconds_per_step"]
     print(f"cached is {speedup:.1f}x faster per step than torch")
     verdict = "meets" if reach is not None and reach < 120 else "misses"
-    print(f"cached reaches 95% of its final accuracy ({cached['curve'][-1]['accuracy']:.3f}) after {reach} s of training: {verdict} the 2-minute target")
+    print(
+        f"cached reaches 95% of its final accuracy ({cached['curve'][-1]['accuracy']:.3f}) after {reach} s of training: {verdict} the 2-minute target"
+    )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"results": results, "cached_speedup": speedup, "seconds_to_95_percent": reach}, indent=1))
+    RESULTS.write_text(
+        json.dumps({"results": results, "cached_speedup": speedup, "seconds_to_95_percent": reach}, indent=1)
+    )
     print(f"wrote {RESULTS}")
 
 

@@ -27,7 +27,6 @@ import math
 import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -127,7 +126,9 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--max-seconds", type=float, default=300.0)
     parser.add_argument("--backend", default="torch")
-    parser.add_argument("--background", type=float, nargs=3, default=None, help="RGB in [0, 1] (default: world.json's, else black)")
+    parser.add_argument(
+        "--background", type=float, nargs=3, default=None, help="RGB in [0, 1] (default: world.json's, else black)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=None)
@@ -146,7 +147,9 @@ def main() -> int:
         if not test_frames:
             print(f"{scene.root}: no test frames to evaluate", file=sys.stderr)
             return 2
-        config = FitConfig(steps=args.steps, max_seconds=args.max_seconds, backend=args.backend, background=background, seed=args.seed)
+        config = FitConfig(
+            steps=args.steps, max_seconds=args.max_seconds, backend=args.backend, background=background, seed=args.seed
+        )
         config.refine_stop = int(0.6 * args.steps)
         result = fit_geometry(scene, points, colours, config, on_step=_progress)
         print(file=sys.stderr)
@@ -171,7 +174,9 @@ def main() -> int:
         "target": "test PSNR >= 25 dB within 300 s",
         "met": bool(np.mean(test_psnr) >= 25.0 and last["seconds"] <= 300.0),
         "machine": platform.processor() or platform.machine(),
-        "curve": [{k: round(float(v), 4) for k, v in entry.items()} for entry in result.log[:: max(1, len(result.log) // 40)]],
+        "curve": [
+            {k: round(float(v), 4) for k, v in entry.items()} for entry in result.log[:: max(1, len(result.log) // 40)]
+        ],
     }
     rows = [(k, v) for k, v in report.items() if k != "curve"]
     width = max(len(k) for k, _ in rows)

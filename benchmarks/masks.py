@@ -183,8 +183,10 @@ def main() -> None:
         results["preprocess"] = bench_preprocess(args.seed, args.preprocess_repeats)
 
     f = results["filter"]
-    print(f"Mask filtering, M = {f['masks']} at {f['height']}x{f['width']} "
-          f"({f['mean_masks_per_pixel']:.1f} masks per pixel on average, {f['selected_masks']} selected)")
+    print(
+        f"Mask filtering, M = {f['masks']} at {f['height']}x{f['width']} "
+        f"({f['mean_masks_per_pixel']:.1f} masks per pixel on average, {f['selected_masks']} selected)"
+    )
     print(f"{'implementation':<28}{'seconds':>10}   (best of the repeats)")
     print(f"{'O(M^2) reference':<28}{f['reference_s']:>10.3f}")
     print(f"{'vectorized select_masks':<28}{f['vectorized_s']:>10.3f}")
@@ -193,13 +195,17 @@ def main() -> None:
     print(f"{'  boxes and areas given':<28}{f['speedup_given_extents']:>9.1f}x")
     if "classical" in results:
         c = results["classical"]
-        print(f"\nClassical generator at {c['height']}x{c['width']} (max_side {c['max_side']}): "
-              f"{c['seconds_per_image']:.3f} s per image, {c['images_per_second']:.2f} images/s "
-              f"({c['sp_masks']} sp and {c['wp_masks']} wp masks)")
+        print(
+            f"\nClassical generator at {c['height']}x{c['width']} (max_side {c['max_side']}): "
+            f"{c['seconds_per_image']:.3f} s per image, {c['images_per_second']:.2f} images/s "
+            f"({c['sp_masks']} sp and {c['wp_masks']} wp masks)"
+        )
     if "preprocess" in results:
         first = next(iter(results["preprocess"].values()))
-        print(f"\nPreprocessing (masks + simulated VLM features, cached) of {first['images']} views "
-              f"at {first['height']}x{first['width']} of the synthetic world (a simulation)")
+        print(
+            f"\nPreprocessing (masks + simulated VLM features, cached) of {first['images']} views "
+            f"at {first['height']}x{first['width']} of the synthetic world (a simulation)"
+        )
         print(f"{'mask generator':<28}{'seconds':>10}{'images/s':>10}")
         for p in results["preprocess"].values():
             print(f"{p['mask_generator']:<28}{p['seconds']:>10.2f}{p['images_per_second']:>10.1f}")

@@ -135,7 +135,9 @@ def _setup(name: str, count: int, resolution: int):
     return backend, gaussians, features, view
 
 
-def train_step(backend, gaussians: Gaussians, features: torch.Tensor, view: Camera, geometry: bool) -> Callable[[], None]:
+def train_step(
+    backend, gaussians: Gaussians, features: torch.Tensor, view: Camera, geometry: bool
+) -> Callable[[], None]:
     """Render + backward of a fixed linear loss; gradients to the geometry only if ``geometry``."""
     probe = torch.randn(view.height, view.width, features.shape[1], generator=torch.Generator().manual_seed(1))
     probe = probe.to(features.device)

@@ -67,7 +67,9 @@ def _settings_from_mapping(section: str, values: Any, source: str) -> Any:
     known = {f.name for f in dataclasses.fields(schema)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ConfigError(f"{source}: [{section}] has no key {', '.join(map(repr, unknown))}; keys are {', '.join(sorted(known))}")
+        raise ConfigError(
+            f"{source}: [{section}] has no key {', '.join(map(repr, unknown))}; keys are {', '.join(sorted(known))}"
+        )
     checked = {}
     for key, value in values.items():
         try:
@@ -92,7 +94,9 @@ class RunConfig:
     components: dict[str, ComponentChoice]
     general: dict[str, Any]
     source: str = "<defaults>"
-    settings: dict[str, Any] = field(default_factory=lambda: {name: schema() for name, schema in SETTINGS_SECTIONS.items()})
+    settings: dict[str, Any] = field(
+        default_factory=lambda: {name: schema() for name, schema in SETTINGS_SECTIONS.items()}
+    )
 
     @property
     def train(self) -> TrainSettings:
@@ -174,7 +178,7 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "<mapping>") -> R
             settings[key] = _settings_from_mapping(key, value, source)
         elif key in KINDS:
             if not isinstance(value, Mapping):
-                raise ConfigError(f"{source}: [{key}] must be a table with a name, e.g. [{key}] name = \"...\"")
+                raise ConfigError(f'{source}: [{key}] must be a table with a name, e.g. [{key}] name = "..."')
             options = dict(value)
             name = options.pop("name", DEFAULT_COMPONENTS[key])
             options.pop("plugin", None)  # recorded by write_resolved; informative only

@@ -150,7 +150,9 @@ def evaluate_run(
     kind = _LABEL_KIND[benchmark]
     frames = [frame for frame in scene.frames if kind in frame.ground_truth]
     if not frames:
-        expected = "3D-OVS segmentations/<NN>/<class>.png masks" if kind == "class_masks" else "LERF-OVS label JSON files"
+        expected = (
+            "3D-OVS segmentations/<NN>/<class>.png masks" if kind == "class_masks" else "LERF-OVS label JSON files"
+        )
         raise DataError(f"{source}: no frame carries {expected}; is this the right benchmark for the run {run_dir}?")
     trained = set(info.trained_frames)
     trained_on = sum(frame.name in trained for frame in frames)
@@ -184,7 +186,9 @@ def evaluate_run(
     return report, info.protocol
 
 
-def _evaluate_polygons(opened: OpenedRun, frames: Sequence[Any], pictures: Path | None, step: Callable[[int], None]) -> list[QueryRecord]:
+def _evaluate_polygons(
+    opened: OpenedRun, frames: Sequence[Any], pictures: Path | None, step: Callable[[int], None]
+) -> list[QueryRecord]:
     """LERF-OVS: LangSplat's protocol per (frame, category)."""
     from cclgs_core.datasets.lerf_ovs import read_ovs_labels
     from cclgs_core.metrics import evaluate_query, scaled_windows
@@ -206,9 +210,22 @@ def _evaluate_polygons(opened: OpenedRun, frames: Sequence[Any], pictures: Path 
             if pictures is not None:
                 smoothed = result.relevance
                 picture = _write_picture(
-                    pictures, frame.name, index, category, image, truth.mask, smoothed, float(smoothed.min()), float(smoothed.max()), result.mask
+                    pictures,
+                    frame.name,
+                    index,
+                    category,
+                    image,
+                    truth.mask,
+                    smoothed,
+                    float(smoothed.min()),
+                    float(smoothed.max()),
+                    result.mask,
                 )
-            records.append(QueryRecord(frame.name, category, result.iou, bool(result.localized), relevance.levels[result.level], picture))
+            records.append(
+                QueryRecord(
+                    frame.name, category, result.iou, bool(result.localized), relevance.levels[result.level], picture
+                )
+            )
         step(done + 1)
     return records
 
@@ -224,7 +241,9 @@ def _evaluate_class_masks(
         raise DataError("the 3D-OVS scene has an empty class list (segmentations/classes.txt)")
     records = []
     for done, frame in enumerate(frames):
-        truth = read_class_masks(frame.ground_truth["class_masks"], classes, (frame.camera.width, frame.camera.height))  # (C, H, W)
+        truth = read_class_masks(
+            frame.ground_truth["class_masks"], classes, (frame.camera.width, frame.camera.height)
+        )  # (C, H, W)
         relevance = opened.engine.view(frame.camera, classes)  # maps (C, levels, H, W)
         levels = [relevance.best_level(index) for index in range(len(classes))]
         chosen = np.stack([relevance.maps[index, level] for index, level in enumerate(levels)])  # (C, H, W)
@@ -236,15 +255,27 @@ def _evaluate_class_masks(
                 continue
             picture = None
             if pictures is not None:
-                picture = _write_picture(pictures, frame.name, index, name, image, truth[index], chosen[index], 0.5, 1.0, mask)
-            records.append(QueryRecord(frame.name, name, iou(mask, truth[index]), None, relevance.levels[levels[index]], picture))
+                picture = _write_picture(
+                    pictures, frame.name, index, name, image, truth[index], chosen[index], 0.5, 1.0, mask
+                )
+            records.append(
+                QueryRecord(frame.name, name, iou(mask, truth[index]), None, relevance.levels[levels[index]], picture)
+            )
         step(done + 1)
     return records
 
 
 def _write_picture(
-    directory: Path, frame: str, position: int, category: str, image: np.ndarray, truth: np.ndarray, relevance: np.ndarray,
-    low: float, high: float, mask: np.ndarray,
+    directory: Path,
+    frame: str,
+    position: int,
+    category: str,
+    image: np.ndarray,
+    truth: np.ndarray,
+    relevance: np.ndarray,
+    low: float,
+    high: float,
+    mask: np.ndarray,
 ) -> str:
     """image | truth | relevance heatmap | predicted mask, as one PNG named by the frame and the
     category (with its position in the frame, as categories differing in case are distinct);
@@ -254,7 +285,14 @@ def _write_picture(
     """
     from cclgs_core.visualize import TRUTH_COLOR, heatmap_overlay, mask_overlay, panel_row, save_png, slug
 
-    row = panel_row([image, mask_overlay(image, truth, TRUTH_COLOR), heatmap_overlay(image, relevance, low, high), mask_overlay(image, mask)])
+    row = panel_row(
+        [
+            image,
+            mask_overlay(image, truth, TRUTH_COLOR),
+            heatmap_overlay(image, relevance, low, high),
+            mask_overlay(image, mask),
+        ]
+    )
     file_name = f"{frame.replace('/', '__')}__{position:02d}_{slug(category)}.png"
     save_png(directory / file_name, row)
     return file_name
@@ -267,7 +305,9 @@ def common_protocol(run_dirs: Sequence[Path]) -> str:
     protocols = {str(run_dir): read_run_info(Path(run_dir)).protocol for run_dir in run_dirs}
     if len(set(protocols.values())) > 1:
         listed = ", ".join(f"{run} ({protocol})" for run, protocol in protocols.items())
-        raise ConfigError(f"the runs were trained under different protocols: {listed}; evaluate each protocol separately")
+        raise ConfigError(
+            f"the runs were trained under different protocols: {listed}; evaluate each protocol separately"
+        )
     return next(iter(protocols.values()))
 
 
@@ -286,7 +326,9 @@ def evaluate_runs(
     check_benchmark(benchmark)
     protocol = common_protocol(run_dirs)
     if scene_paths and len(scene_paths) != len(run_dirs):
-        raise ConfigError(f"{len(scene_paths)} scenes for {len(run_dirs)} runs; pass one scene per run, in the same order")
+        raise ConfigError(
+            f"{len(scene_paths)} scenes for {len(run_dirs)} runs; pass one scene per run, in the same order"
+        )
     scenes, names = [], set()
     for position, run_dir in enumerate(run_dirs):
         scene_path = Path(scene_paths[position]) if scene_paths else None
@@ -295,7 +337,9 @@ def evaluate_runs(
         while name in names:
             name, count = f"{base}_{count}", count + 1
         names.add(name)
-        report, _ = evaluate_run(Path(run_dir), benchmark, out_dir, name, backend, registry, progress, scene_path, downscale)
+        report, _ = evaluate_run(
+            Path(run_dir), benchmark, out_dir, name, backend, registry, progress, scene_path, downscale
+        )
         scenes.append(report)
     localizations = [scene.localization for scene in scenes if scene.localization is not None]
     return Report(
@@ -339,7 +383,9 @@ def report_markdown(report: Report) -> str:
         f"- Benchmark: {report.benchmark_description}.",
         "- Numbers are percentages; a scene's number is the mean over its queries, the mean row the mean over scenes.",
         "",
-        "| scene | frames | trained on | mIoU | localization |" if has_localization else "| scene | frames | trained on | mIoU |",
+        "| scene | frames | trained on | mIoU | localization |"
+        if has_localization
+        else "| scene | frames | trained on | mIoU |",
         "| --- | ---: | ---: | ---: | ---: |" if has_localization else "| --- | ---: | ---: | ---: |",
     ]
     for scene in report.scenes:
@@ -360,5 +406,7 @@ def report_markdown(report: Report) -> str:
         for query in scene.queries:
             localized = "n/a" if query.localized is None else ("yes" if query.localized else "no")
             picture = f"![{_cell(query.category)}]({query.picture})" if query.picture else ""
-            lines.append(f"| {query.frame} | {_cell(query.category)} | {percent(query.iou)} | {localized} | {query.level} | {picture} |")
+            lines.append(
+                f"| {query.frame} | {_cell(query.category)} | {percent(query.iou)} | {localized} | {query.level} | {picture} |"
+            )
     return "\n".join(lines) + "\n"

@@ -55,7 +55,10 @@ def save_field(
         "compressor": {"name": compressor_identity["name"], "options": compressor_identity["options"]},
         "compressor_states": {level: field.compressors[level].state_dict() for level in field.levels},
         "gaussians": {"path": str(Path(gaussians_path).resolve()), "digest": file_digest(gaussians_path)},
-        "feature_extractor": {"name": feature_extractor_identity["name"], "options": feature_extractor_identity["options"]},
+        "feature_extractor": {
+            "name": feature_extractor_identity["name"],
+            "options": feature_extractor_identity["options"],
+        },
     }
     buffer = io.BytesIO()
     torch.save(payload, buffer)

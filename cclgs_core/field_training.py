@@ -57,7 +57,9 @@ def _view_at(step: int, view_count: int, seed: int) -> int:
     return int(np.random.default_rng([seed, epoch]).permutation(view_count)[position])
 
 
-def _checkpoint_state(field_module: SemanticField, optimizer: torch.optim.Optimizer, step: int, log: TrainingLog) -> bytes:
+def _checkpoint_state(
+    field_module: SemanticField, optimizer: torch.optim.Optimizer, step: int, log: TrainingLog
+) -> bytes:
     buffer = io.BytesIO()
     torch.save(
         {
@@ -92,8 +94,11 @@ def train_field(
     ``pixels_per_step`` > 0 samples that many target pixels per level and step (0: all).
     """
     frozen = Gaussians(
-        gaussians.means.detach(), gaussians.quats.detach(), gaussians.log_scales.detach(),
-        gaussians.opacity_logits.detach(), gaussians.sh.detach(),
+        gaussians.means.detach(),
+        gaussians.quats.detach(),
+        gaussians.log_scales.detach(),
+        gaussians.opacity_logits.detach(),
+        gaussians.sh.detach(),
     )
     semantic = SemanticField(len(frozen), compressors, field_dim=field_dim, seed=seed)
     optimizer = torch.optim.Adam(semantic.parameters(), lr=lr, betas=(0.9, 0.999))
@@ -110,9 +115,15 @@ def train_field(
 
     # A view that no mask covers (an image without masks) teaches nothing; train on the others.
     targets = [view.targets() for view in views]
-    kept = [index for index, view_targets in enumerate(targets) if any(bool(valid.any()) for valid, _ in view_targets.values())]
+    kept = [
+        index
+        for index, view_targets in enumerate(targets)
+        if any(bool(valid.any()) for valid, _ in view_targets.values())
+    ]
     if not kept:
-        raise DataError("no training view has a pixel covered by a mask, so the semantic field has nothing to learn; check the mask stage")
+        raise DataError(
+            "no training view has a pixel covered by a mask, so the semantic field has nothing to learn; check the mask stage"
+        )
     views, targets = [views[index] for index in kept], [targets[index] for index in kept]
     backend.prepare(frozen, [view.camera for view in views])
     for step in range(start, iterations):
@@ -156,7 +167,9 @@ def _sample_pixels(
     return sampled
 
 
-def views_accuracy(field_module: SemanticField, gaussians: Gaussians, backend: Any, views: Sequence[FieldView]) -> float:
+def views_accuracy(
+    field_module: SemanticField, gaussians: Gaussians, backend: Any, views: Sequence[FieldView]
+) -> float:
     """Share of target pixels, over all ``views`` and codebook levels, whose decoded index equals the target."""
     correct = total = 0
     for view in views:

@@ -123,7 +123,9 @@ def evaluate_sh(coefficients: torch.Tensor, directions: torch.Tensor) -> torch.T
         return result
     d = directions / directions.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     x, y, z = d[:, 0:1], d[:, 1:2], d[:, 2:3]
-    result = result - _SH_C1 * y * coefficients[:, 1] + _SH_C1 * z * coefficients[:, 2] - _SH_C1 * x * coefficients[:, 3]
+    result = (
+        result - _SH_C1 * y * coefficients[:, 1] + _SH_C1 * z * coefficients[:, 2] - _SH_C1 * x * coefficients[:, 3]
+    )
     if count == 4:
         return result
     xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z

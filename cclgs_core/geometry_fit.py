@@ -159,7 +159,12 @@ def fit_geometry(
         previous_seconds = entry["seconds"]
     with torch.no_grad():
         fitted = gaussians_from_parameters(params, config.sh_degree)
-        fitted = Gaussians(*(t.detach().clone() for t in (fitted.means, fitted.quats, fitted.log_scales, fitted.opacity_logits, fitted.sh)))
+        fitted = Gaussians(
+            *(
+                t.detach().clone()
+                for t in (fitted.means, fitted.quats, fitted.log_scales, fitted.opacity_logits, fitted.sh)
+            )
+        )
     return FitResult(gaussians=fitted, log=log)
 
 
@@ -306,7 +311,9 @@ def ssim(image: torch.Tensor, target: torch.Tensor, window: int = 11, sigma: flo
     stack = torch.cat([x, y, x * x, y * y, x * y])[None]  # (1, 15, H, W)
     # the 2D Gaussian window is separable: blur rows, then columns
     blurred = torch.nn.functional.conv2d(stack, kernel.expand(15, 1, 1, window), padding=(0, window // 2), groups=15)
-    blurred = torch.nn.functional.conv2d(blurred, kernel[:, None].expand(15, 1, window, 1), padding=(window // 2, 0), groups=15)
+    blurred = torch.nn.functional.conv2d(
+        blurred, kernel[:, None].expand(15, 1, window, 1), padding=(window // 2, 0), groups=15
+    )
     mean_x, mean_y, square_x, square_y, product = blurred[0].split(3)
     var_x = square_x - mean_x**2
     var_y = square_y - mean_y**2
@@ -322,7 +329,9 @@ def psnr(image: torch.Tensor, target: torch.Tensor) -> float:
     return 10.0 * math.log10(1.0 / max(mse, 1e-12))
 
 
-def render_rgb(backend: Any, gaussians: Gaussians, camera: Camera, background: Sequence[float] = (0.0, 0.0, 0.0)) -> torch.Tensor:
+def render_rgb(
+    backend: Any, gaussians: Gaussians, camera: Camera, background: Sequence[float] = (0.0, 0.0, 0.0)
+) -> torch.Tensor:
     """(H, W, 3) colour image of ``gaussians`` over ``background``, without gradients."""
     with torch.no_grad():
         output = backend.render(gaussians, gaussians.colors(camera), camera)

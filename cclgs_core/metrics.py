@@ -55,7 +55,9 @@ def box_filter(relevance: np.ndarray, window: int = SMOOTHING_WINDOW) -> np.ndar
     return uniform_filter(relevance.astype(np.float64), size=window, mode="mirror")
 
 
-def relevance_to_mask(smoothed: np.ndarray, threshold: float = MASK_THRESHOLD, majority_window: int = MAJORITY_WINDOW) -> np.ndarray:
+def relevance_to_mask(
+    smoothed: np.ndarray, threshold: float = MASK_THRESHOLD, majority_window: int = MAJORITY_WINDOW
+) -> np.ndarray:
     """(H, W) smoothed relevance -> (H, W) bool mask (rescale to [-1, 1], clip to [0, 1],
     threshold, majority filter of ``majority_window``)."""
     from scipy.ndimage import median_filter
@@ -69,9 +71,7 @@ def relevance_to_mask(smoothed: np.ndarray, threshold: float = MASK_THRESHOLD, m
 def point_in_boxes(point: tuple[int, int], boxes: Sequence[Sequence[float]]) -> bool:
     """point (row, col); boxes as two opposite corners [x1, y1, x2, y2] (inclusive)."""
     row, col = point
-    return any(
-        min(x1, x2) <= col <= max(x1, x2) and min(y1, y2) <= row <= max(y1, y2) for x1, y1, x2, y2 in boxes
-    )
+    return any(min(x1, x2) <= col <= max(x1, x2) and min(y1, y2) <= row <= max(y1, y2) for x1, y1, x2, y2 in boxes)
 
 
 @dataclass
@@ -141,4 +141,3 @@ def summarize(results: Sequence[Any]) -> Summary:
         count=len(results),
         per_category={name: float(np.mean(values)) for name, values in sorted(per_category.items())},
     )
-

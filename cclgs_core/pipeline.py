@@ -167,7 +167,13 @@ def run_preprocess(
                 segment_map = masks.level(level)
                 with extractor.blame(f"encode_masks() on {frame.image_path}, level {level}"):
                     features = extractor.instance.encode_masks(image, segment_map, frame)
-                check_embeddings(features, segment_map.num_masks, extractor.instance.dim, extractor.label, f"features of {frame.name} level {level}")
+                check_embeddings(
+                    features,
+                    segment_map.num_masks,
+                    extractor.instance.dim,
+                    extractor.label,
+                    f"features of {frame.name} level {level}",
+                )
                 arrays[f"{level}_features"] = features
             features_artifact.write_arrays(item, **arrays)
             computed_features += 1
@@ -219,7 +225,9 @@ def run_tracking(
     return artifact
 
 
-def _require_masks(level: str, segment_maps: Sequence[SegmentMap], preprocessed: PreprocessResult, run_dir: Path, config: RunConfig) -> None:
+def _require_masks(
+    level: str, segment_maps: Sequence[SegmentMap], preprocessed: PreprocessResult, run_dir: Path, config: RunConfig
+) -> None:
     """DataError naming the mask generator when no training image has a mask at ``level`` (a view
     without masks is fine: it contributes nothing)."""
     if any(segment_map.num_masks for segment_map in segment_maps):
@@ -281,7 +289,13 @@ def run_compression(
             for frame, frame_features in zip(frames, features):
                 with component.blame(f"targets() of {frame.name} at level {level}"):
                     targets[frame.name] = compressor.targets(frame_features)
-                check_targets(targets[frame.name], len(frame_features), compressor.target_kind, compressor.output_size, component.label)
+                check_targets(
+                    targets[frame.name],
+                    len(frame_features),
+                    compressor.target_kind,
+                    compressor.output_size,
+                    component.label,
+                )
             buffer = io.BytesIO()
             torch.save(compressor.state_dict(), buffer)
             artifact.write_json(curves_item, {name: [float(v) for v in values] for name, values in curves.items()})
@@ -331,11 +345,15 @@ def prepare_field_targets(
         )
     compressors = {level: levels[level].compressor for level in LEVELS}
     if preview_count:
-        write_target_previews(views[:preview_count], preprocessed.frames, compressors, Path(run_dir) / "previews" / "targets")
+        write_target_previews(
+            views[:preview_count], preprocessed.frames, compressors, Path(run_dir) / "previews" / "targets"
+        )
     return PreparedRun(preprocessed.frames, compressors, views, preprocessed)
 
 
-def write_target_previews(views: Sequence[FieldView], frames: Sequence[Frame], compressors: dict[str, Any], directory: Path) -> list[Path]:
+def write_target_previews(
+    views: Sequence[FieldView], frames: Sequence[Frame], compressors: dict[str, Any], directory: Path
+) -> list[Path]:
     """PNG per view: image | sp targets | wp targets, as coloured by ``visualize.target_picture``
     (one colour per prototype, or the first three latent dimensions)."""
     from cclgs_core.visualize import save_png, target_picture
@@ -345,7 +363,9 @@ def write_target_previews(views: Sequence[FieldView], frames: Sequence[Frame], c
     for view, frame in zip(views, frames):
         panels = [frame.load_image()]
         for level in LEVELS:
-            panels.append(target_picture(view.segments[level], view.mask_targets[level], compressors[level].output_size))
+            panels.append(
+                target_picture(view.segments[level], view.mask_targets[level], compressors[level].output_size)
+            )
         written.append(save_png(directory / f"{frame.name}.png", np.concatenate(panels, axis=1)))
     return written
 
@@ -386,7 +406,9 @@ def run_training(
     training_key = stable_key(
         {
             "components": {kind: StageComponent(config, kind, registry).identity for kind in KINDS},
-            "train": {k: v for k, v in dataclasses.asdict(settings).items() if k not in ("iterations", "checkpoint_every")},
+            "train": {
+                k: v for k, v in dataclasses.asdict(settings).items() if k not in ("iterations", "checkpoint_every")
+            },
             "seed": config.seed,
             "gaussians": file_digest(gaussians_path),
             "frames": [frame.name for frame in prepared.frames],

@@ -57,7 +57,9 @@ def _read_vertices(path: Path) -> np.ndarray:
     except KeyError:
         raise DataError(f"{path}: the .ply file has no 'vertex' element; it is not a point or Gaussian file") from None
     except Exception as error:  # plyfile raises several types for malformed files
-        raise DataError(f"{path}: cannot parse the .ply file ({error}); the file is corrupt or truncated, re-export it") from None
+        raise DataError(
+            f"{path}: cannot parse the .ply file ({error}); the file is corrupt or truncated, re-export it"
+        ) from None
 
 
 def _require(path: Path, vertices: np.ndarray, names: list[str], hint: str) -> None:
@@ -103,14 +105,18 @@ def write_gaussians(path: Path, gaussians: Gaussians) -> None:
     for name, values in gaussians.extras.items():
         _check_extra_name(name)
         if values.dtype != torch.float32:
-            raise ValueError(f"extra property {name!r} is {values.dtype}; extras are written as float32, convert it first")
+            raise ValueError(
+                f"extra property {name!r} is {values.dtype}; extras are written as float32, convert it first"
+            )
         array = values.detach().cpu().numpy()
         if array.ndim == 1:
             columns.append((name, array))
         elif array.ndim == 2:
             columns += [(f"{name}_{index}", array[:, index]) for index in range(array.shape[1])]
         else:
-            raise ValueError(f"extra property {name!r} has shape {tuple(array.shape)}; only (N,) and (N, C) are supported")
+            raise ValueError(
+                f"extra property {name!r} has shape {tuple(array.shape)}; only (N,) and (N, C) are supported"
+            )
 
     table = np.empty(count, dtype=[(name, "<f4") for name, _ in columns])
     for name, values in columns:
@@ -126,8 +132,18 @@ def read_gaussians(path: Path) -> Gaussians:
     path = Path(path)
     vertices = _read_vertices(path)
     names = list(vertices.dtype.names)
-    required = ["x", "y", "z", *_indexed_names("f_dc", 3), "opacity", *_indexed_names("scale", 3), *_indexed_names("rot", 4)]
-    _require(path, vertices, required, "expected a 3DGS Gaussian .ply (nerfstudio: export with ply_color_mode sh_coeffs)")
+    required = [
+        "x",
+        "y",
+        "z",
+        *_indexed_names("f_dc", 3),
+        "opacity",
+        *_indexed_names("scale", 3),
+        *_indexed_names("rot", 4),
+    ]
+    _require(
+        path, vertices, required, "expected a 3DGS Gaussian .ply (nerfstudio: export with ply_color_mode sh_coeffs)"
+    )
 
     rest_names = sorted((name for name in names if name.startswith("f_rest_")), key=lambda name: int(name[7:]))
     rest_count = len(rest_names)
@@ -174,8 +190,12 @@ def _read_extras(path: Path, vertices: np.ndarray, names: list[str]) -> dict[str
                 f"numbered {prefix}_0 .. {prefix}_{len(indices) - 1} without gaps"
             )
         if prefix in extras:
-            raise DataError(f"{path}: property {prefix!r} and properties {prefix}_* both exist; the extras are ambiguous")
-        extras[prefix] = torch.from_numpy(np.ascontiguousarray(_column_block(vertices, _indexed_names(prefix, len(indices)))))
+            raise DataError(
+                f"{path}: property {prefix!r} and properties {prefix}_* both exist; the extras are ambiguous"
+            )
+        extras[prefix] = torch.from_numpy(
+            np.ascontiguousarray(_column_block(vertices, _indexed_names(prefix, len(indices))))
+        )
     return extras
 
 
@@ -189,7 +209,9 @@ def write_points(path: Path, xyz: np.ndarray, rgb: np.ndarray) -> None:
         raise ValueError(f"points must be (P, 3) xyz and (P, 3) rgb, got {xyz.shape} and {rgb.shape}")
     if rgb.dtype != np.uint8:
         raise ValueError(f"point colours must be uint8, got {rgb.dtype}")
-    table = np.empty(len(xyz), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")])
+    table = np.empty(
+        len(xyz), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")]
+    )
     for index, axis in enumerate("xyz"):
         table[axis] = xyz[:, index]
     for index, channel in enumerate(("red", "green", "blue")):
@@ -203,7 +225,12 @@ def read_points(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Read a sparse point cloud: (P, 3) float32 positions and (P, 3) uint8 colours."""
     path = Path(path)
     vertices = _read_vertices(path)
-    _require(path, vertices, ["x", "y", "z", "red", "green", "blue"], "expected a point cloud with positions and uint8 colours")
+    _require(
+        path,
+        vertices,
+        ["x", "y", "z", "red", "green", "blue"],
+        "expected a point cloud with positions and uint8 colours",
+    )
     for channel in ("red", "green", "blue"):
         if vertices.dtype[channel] != np.uint8:
             raise DataError(f"{path}: property {channel} is {vertices.dtype[channel]}, expected uchar (uint8) colours")

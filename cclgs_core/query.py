@@ -22,7 +22,9 @@ from cclgs_core.semantic_field import SemanticField
 from cclgs_core.types import Camera
 
 
-def level_relevance(field: SemanticField, features: torch.Tensor, level: str, queries: torch.Tensor, canonical: torch.Tensor) -> torch.Tensor:
+def level_relevance(
+    field: SemanticField, features: torch.Tensor, level: str, queries: torch.Tensor, canonical: torch.Tensor
+) -> torch.Tensor:
     """Relevance of each query for field features of one level.
 
     features: (P, levels * d_f) rendered (or per-Gaussian) field features
@@ -37,7 +39,9 @@ def level_relevance(field: SemanticField, features: torch.Tensor, level: str, qu
             per_prototype = relevance(prototypes, queries, canonical)  # (T, L)
             return per_prototype[:, outputs.argmax(dim=1)]
         # Latents decode to (P, D) embeddings: in chunks, so a full-resolution view stays small in memory.
-        return relevance_in_chunks(lambda start, stop: compressor.decode(outputs[start:stop]), len(outputs), queries, canonical)
+        return relevance_in_chunks(
+            lambda start, stop: compressor.decode(outputs[start:stop]), len(outputs), queries, canonical
+        )
 
 
 @dataclass
@@ -74,7 +78,10 @@ class QueryEngine:
         height, width = output.alpha.shape
         flat = output.features.reshape(height * width, -1)
         maps = torch.stack(
-            [level_relevance(self.field, flat, level, queries, canonical).reshape(-1, height, width) for level in self.field.levels],
+            [
+                level_relevance(self.field, flat, level, queries, canonical).reshape(-1, height, width)
+                for level in self.field.levels
+            ],
             dim=1,
         )  # (T, levels, H, W)
         return ViewRelevance(maps.numpy(), output.alpha.numpy(), list(self.field.levels))
@@ -84,7 +91,9 @@ class QueryEngine:
         ``threshold`` for ``text``, on ``level`` (default: the level with the highest peak)."""
         queries, canonical = self.embed([text])
         features = self.field.features.detach()
-        scores = {name: level_relevance(self.field, features, name, queries, canonical)[0] for name in self.field.levels}
+        scores = {
+            name: level_relevance(self.field, features, name, queries, canonical)[0] for name in self.field.levels
+        }
         chosen = level or max(scores, key=lambda name: float(scores[name].max()))
         return (scores[chosen] > threshold).numpy(), chosen
 
@@ -100,7 +109,9 @@ def load_query_engine(
     registry = registry or get_registry()
     saved = load_field(field_path, registry)
     gaussians = read_gaussians(saved.gaussians_path)
-    extractor = registry.create("feature_extractor", saved.feature_extractor["name"], saved.feature_extractor["options"])
+    extractor = registry.create(
+        "feature_extractor", saved.feature_extractor["name"], saved.feature_extractor["options"]
+    )
     backend = registry.create("field_backend", backend_name, backend_options or {})
     return QueryEngine(saved.field, gaussians, backend, extractor)
 
@@ -146,12 +157,19 @@ def answer_in_views(
             level = relevance_maps.best_level(index)
             relevance_map = relevance_maps.maps[index, level]  # (H, W)
             mask = relevance_map > threshold
-            relevance_path = save_png(out_dir / folders[index] / f"{stem}_relevance.png", heatmap_overlay(image, relevance_map, 0.5, 1.0))
+            relevance_path = save_png(
+                out_dir / folders[index] / f"{stem}_relevance.png", heatmap_overlay(image, relevance_map, 0.5, 1.0)
+            )
             mask_path = save_png(out_dir / folders[index] / f"{stem}_mask.png", mask)
             answers.append(
                 ViewAnswer(
-                    text, frame.name, relevance_maps.levels[level], float(relevance_map.max()), float(mask.mean()),
-                    relevance_path.relative_to(out_dir).as_posix(), mask_path.relative_to(out_dir).as_posix(),
+                    text,
+                    frame.name,
+                    relevance_maps.levels[level],
+                    float(relevance_map.max()),
+                    float(mask.mean()),
+                    relevance_path.relative_to(out_dir).as_posix(),
+                    mask_path.relative_to(out_dir).as_posix(),
                 )
             )
         if progress is not None:
@@ -202,6 +220,8 @@ def export_selection(engine: QueryEngine, text: str, path: Path, threshold: floa
 
     selected, level = engine.select_gaussians(text, threshold)
     if not selected.any():
-        raise DataError(f"no Gaussian has relevance above {threshold} for {text!r}; lower --threshold or rephrase the query")
+        raise DataError(
+            f"no Gaussian has relevance above {threshold} for {text!r}; lower --threshold or rephrase the query"
+        )
     write_gaussians(Path(path), engine.gaussians.subset(torch.as_tensor(selected)))
     return int(selected.sum()), level

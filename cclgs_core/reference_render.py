@@ -34,9 +34,15 @@ def quaternion_to_rotation(quats: torch.Tensor) -> torch.Tensor:
     w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).unbind(-1)
     return torch.stack(
         [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+            1 - 2 * (y * y + z * z),
+            2 * (x * y - w * z),
+            2 * (x * z + w * y),
+            2 * (x * y + w * z),
+            1 - 2 * (x * x + z * z),
+            2 * (y * z - w * x),
+            2 * (x * z - w * y),
+            2 * (y * z + w * x),
+            1 - 2 * (x * x + y * y),
         ],
         dim=-1,
     ).reshape(-1, 3, 3)
@@ -76,8 +82,12 @@ def project_gaussians(
     zeros = torch.zeros_like(safe_z)
     jacobian = torch.stack(
         [
-            camera.fx / safe_z, zeros, -camera.fx * tx / safe_z**2,
-            zeros, camera.fy / safe_z, -camera.fy * ty / safe_z**2,
+            camera.fx / safe_z,
+            zeros,
+            -camera.fx * tx / safe_z**2,
+            zeros,
+            camera.fy / safe_z,
+            -camera.fy * ty / safe_z**2,
         ],
         dim=-1,
     ).reshape(-1, 2, 3)
@@ -153,7 +163,9 @@ def render_dense(
         colour_chunks.append(weights @ features)
         alpha = weights.sum(dim=1)
         alpha_chunks.append(alpha)
-        depth_chunks.append(torch.where(alpha > 0, (weights @ depths) / alpha.clamp_min(1e-12), torch.zeros_like(alpha)))
+        depth_chunks.append(
+            torch.where(alpha > 0, (weights @ depths) / alpha.clamp_min(1e-12), torch.zeros_like(alpha))
+        )
     return RenderOutput(
         features=torch.cat(colour_chunks).reshape(height, width, channels),
         alpha=torch.cat(alpha_chunks).reshape(height, width),

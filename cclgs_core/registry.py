@@ -164,7 +164,9 @@ class PluginRegistry:
 
                 def register(name: str, factory: Callable[..., Any], _kind: str = kind) -> None:
                     if not isinstance(name, str) or not name or not callable(factory):
-                        raise TypeError(f"register(name, factory) needs a non-empty str and a callable, got {name!r}, {factory!r}")
+                        raise TypeError(
+                            f"register(name, factory) needs a non-empty str and a callable, got {name!r}, {factory!r}"
+                        )
                     registered.append((_kind, ComponentInfo(_kind, name, factory, info)))
 
                 try:

@@ -41,7 +41,9 @@ def relevance(
     query_similarity = queries @ embeddings.T  # (T, P)
     canonical_similarity = canonical @ embeddings.T  # (K, P)
     # Two-way softmax of (query, phrase k): its first entry is sigmoid(t * (cos_q - cos_k)).
-    pairwise = torch.sigmoid(temperature * (query_similarity[:, None, :] - canonical_similarity[None, :, :]))  # (T, K, P)
+    pairwise = torch.sigmoid(
+        temperature * (query_similarity[:, None, :] - canonical_similarity[None, :, :])
+    )  # (T, K, P)
     return pairwise.min(dim=1).values
 
 

@@ -92,14 +92,18 @@ def read_run_info(run_dir: Path) -> RunInfo:
     """run.json of a run directory; DataError when it is missing or not ours."""
     path = Path(run_dir) / RUN_FILE
     if not path.is_file():
-        raise DataError(f"{run_dir} is not a cclgs run: it has no {RUN_FILE}; train one with `cclgs train SCENE --run {run_dir}`")
+        raise DataError(
+            f"{run_dir} is not a cclgs run: it has no {RUN_FILE}; train one with `cclgs train SCENE --run {run_dir}`"
+        )
     try:
         content = json.loads(path.read_text(encoding="utf-8"))
         if content.get("format") != FORMAT_VERSION:
             raise ValueError(f"format {content.get('format')!r}")
         return RunInfo(**content)
     except (json.JSONDecodeError, ValueError, TypeError, AttributeError) as error:
-        raise DataError(f"{path}: not a cclgs run record of format {FORMAT_VERSION} ({error}); re-run `cclgs train`") from None
+        raise DataError(
+            f"{path}: not a cclgs run record of format {FORMAT_VERSION} ({error}); re-run `cclgs train`"
+        ) from None
 
 
 def train_run(
@@ -122,7 +126,9 @@ def train_run(
     check_protocol(protocol)
     scene = apply_protocol(load_scene(scene_path, downscale=downscale), protocol)
     if not scene.split("train"):
-        raise DataError(f"{scene_path}: no training frames are left under the {protocol!r} protocol; every frame is labelled")
+        raise DataError(
+            f"{scene_path}: no training frames are left under the {protocol!r} protocol; every frame is labelled"
+        )
     kwargs = {"progress": progress} if progress is not None else {}
     result = run_training(scene, config, run_dir, gaussians_path, registry, **kwargs)
     info = RunInfo(
@@ -130,7 +136,11 @@ def train_run(
         downscale=downscale,
         protocol=protocol,
         gaussians=str(Path(result.gaussians_path).resolve()),
-        field_backend={key: value for key, value in StageComponent(config, "field_backend", registry).identity.items() if key != "plugin"},
+        field_backend={
+            key: value
+            for key, value in StageComponent(config, "field_backend", registry).identity.items()
+            if key != "plugin"
+        },
         trained_frames=[frame.name for frame in scene.split("train")],
         evaluation_frames=[frame.name for frame in evaluation_frames(scene)],
         field=Path(result.field_path).resolve().relative_to(Path(run_dir).resolve()).as_posix(),
@@ -185,7 +195,9 @@ def open_run(
             if (parent / candidate.field).resolve() == path.resolve():
                 info, run_dir = candidate, parent
     else:
-        raise DataError(f"{path}: no such run directory or field file; pass the run folder of `cclgs train` (default SCENE/cclgs)")
+        raise DataError(
+            f"{path}: no such run directory or field file; pass the run folder of `cclgs train` (default SCENE/cclgs)"
+        )
     if backend is not None:
         backend_name, backend_options = backend, {}
     elif info is not None:

@@ -88,7 +88,9 @@ class SemanticField(torch.nn.Module):
         return outputs.argmax(dim=-1) if self.compressors[level].target_kind == "index" else outputs
 
 
-def target_accuracy(field: SemanticField, rendered: torch.Tensor, targets: Mapping[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+def target_accuracy(
+    field: SemanticField, rendered: torch.Tensor, targets: Mapping[str, tuple[torch.Tensor, torch.Tensor]]
+) -> dict[str, float]:
     """Share of target pixels whose predicted index equals the target (codebook levels only).
 
     rendered: (H, W, levels * d_f); targets as in ``SemanticField.loss``.
@@ -101,4 +103,3 @@ def target_accuracy(field: SemanticField, rendered: torch.Tensor, targets: Mappi
         predicted = field.predicted_targets(rendered[valid], level)
         result[level] = float((predicted == level_targets).float().mean())
     return result
-

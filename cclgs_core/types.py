@@ -63,9 +63,7 @@ class Camera:
     @property
     def intrinsics(self) -> np.ndarray:
         """(3, 3) float64 matrix K."""
-        return np.array(
-            [[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]], dtype=np.float64
-        )
+        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]], dtype=np.float64)
 
     @property
     def center(self) -> np.ndarray:

@@ -28,17 +28,25 @@ def check_segment_map(segment_map: Any, height: int, width: int, component: str,
         _fail(component, f"{what} is {type(segment_map).__name__}, expected SegmentMap")
     segments = segment_map.segments
     if not isinstance(segments, np.ndarray) or not np.issubdtype(segments.dtype, np.integer):
-        _fail(component, f"{what}.segments must be an integer numpy array, got {type(segments).__name__} {getattr(segments, 'dtype', '')}")
+        _fail(
+            component,
+            f"{what}.segments must be an integer numpy array, got {type(segments).__name__} {getattr(segments, 'dtype', '')}",
+        )
     if segments.shape != (height, width):
         _fail(component, f"{what}.segments has shape {segments.shape}, expected {(height, width)}")
     count = segment_map.num_masks
     if not isinstance(count, (int, np.integer)) or count < 0:
         _fail(component, f"{what}.num_masks must be a non-negative int, got {count!r}")
     if segments.size and (segments.min() < -1 or segments.max() >= count):
-        _fail(component, f"{what}.segments values must lie in [-1, {count}), found [{segments.min()}, {segments.max()}]")
+        _fail(
+            component, f"{what}.segments values must lie in [-1, {count}), found [{segments.min()}, {segments.max()}]"
+        )
     present = np.unique(segments[segments >= 0])
     if len(present) != count:
-        _fail(component, f"{what} declares {count} masks but {len(present)} ids occur in the map (empty masks are not allowed)")
+        _fail(
+            component,
+            f"{what} declares {count} masks but {len(present)} ids occur in the map (empty masks are not allowed)",
+        )
     if segment_map.scores is not None:
         scores = np.asarray(segment_map.scores)
         if scores.shape != (count,) or not np.all(np.isfinite(scores)):
@@ -55,7 +63,10 @@ def check_frame_masks(masks: Any, height: int, width: int, component: str) -> No
 def check_embeddings(embeddings: Any, rows: int, dim: int, component: str, what: str) -> None:
     """(rows, dim) float32, finite, unit rows."""
     if not isinstance(embeddings, np.ndarray) or embeddings.dtype != np.float32:
-        _fail(component, f"{what} must be a float32 numpy array, got {type(embeddings).__name__} {getattr(embeddings, 'dtype', '')}")
+        _fail(
+            component,
+            f"{what} must be a float32 numpy array, got {type(embeddings).__name__} {getattr(embeddings, 'dtype', '')}",
+        )
     if embeddings.shape != (rows, dim):
         _fail(component, f"{what} has shape {embeddings.shape}, expected {(rows, dim)}")
     if not np.all(np.isfinite(embeddings)):
@@ -67,12 +78,20 @@ def check_embeddings(embeddings: Any, rows: int, dim: int, component: str, what:
 def check_track_labels(labels: Any, segment_maps: Sequence[SegmentMap], component: str) -> None:
     """One (M_t,) int64 array per view, values >= -1."""
     if not isinstance(labels, (list, tuple)) or len(labels) != len(segment_maps):
-        _fail(component, f"track() must return a list of {len(segment_maps)} arrays, got {type(labels).__name__} of length {len(labels) if hasattr(labels, '__len__') else '?'}")
+        _fail(
+            component,
+            f"track() must return a list of {len(segment_maps)} arrays, got {type(labels).__name__} of length {len(labels) if hasattr(labels, '__len__') else '?'}",
+        )
     for view, (view_labels, segment_map) in enumerate(zip(labels, segment_maps)):
         if not isinstance(view_labels, np.ndarray) or view_labels.dtype != np.int64:
-            _fail(component, f"labels of view {view} must be an int64 numpy array, got {type(view_labels).__name__} {getattr(view_labels, 'dtype', '')}")
+            _fail(
+                component,
+                f"labels of view {view} must be an int64 numpy array, got {type(view_labels).__name__} {getattr(view_labels, 'dtype', '')}",
+            )
         if view_labels.shape != (segment_map.num_masks,):
-            _fail(component, f"labels of view {view} have shape {view_labels.shape}, expected ({segment_map.num_masks},)")
+            _fail(
+                component, f"labels of view {view} have shape {view_labels.shape}, expected ({segment_map.num_masks},)"
+            )
         if view_labels.size and view_labels.min() < -1:
             _fail(component, f"labels of view {view} contain {view_labels.min()}; only -1 or ids >= 0 are allowed")
 
@@ -88,7 +107,10 @@ def check_targets(targets: Any, rows: int, kind: str, output_size: int, componen
             _fail(component, f"index targets must lie in [0, {output_size})")
     elif kind == "latent":
         if targets.dtype != np.float32 or targets.shape != (rows, output_size):
-            _fail(component, f"latent targets must be ({rows}, {output_size}) float32, got {targets.shape} {targets.dtype}")
+            _fail(
+                component,
+                f"latent targets must be ({rows}, {output_size}) float32, got {targets.shape} {targets.dtype}",
+            )
         if not np.all(np.isfinite(targets)):
             _fail(component, "latent targets contain NaN or Inf")
     else:

@@ -8,7 +8,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-
 #: A run config of the synthetic world with every source of simulated noise off (targets agree
 #: across views) and a small, fast codebook.
 NOISE_FREE_SYNTHETIC_CONFIG = """
@@ -59,7 +58,9 @@ def make_distribution(root: Path, dist_name: str, modules: dict[str, str], entry
     return root
 
 
-def run_cli(*args: str, extra_path: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, extra_path: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run ``cclgs`` in a subprocess (optionally with a directory prepended to PYTHONPATH)."""
     environment = dict(os.environ)
     if extra_path is not None:

@@ -71,7 +71,9 @@ def test_cached_reports_truncation():
     assert report["mean_uncovered"] == pytest.approx(uncovered.mean().item(), abs=1e-5)
     assert report["max_uncovered"] > 0.01  # two of up to sixty Gaussians per pixel: truncated
     features = torch.randn(len(gaussians), 3)
-    error = (backend.render(gaussians, features, camera).features - reference_render(gaussians, features, camera).features).abs()
+    error = (
+        backend.render(gaussians, features, camera).features - reference_render(gaussians, features, camera).features
+    ).abs()
     assert (error <= uncovered[..., None] * features.abs().max() + 1e-5).all()
     assert backend.stats["views"] == 1 and backend.stats["max_uncovered"] == report["max_uncovered"]
 
@@ -84,7 +86,9 @@ def test_cached_is_differentiable_for_features_only():
     backend = _registry.create("field_backend", "cached")
     assert backend.differentiable is False
     output = backend.render(gaussians, features, camera)
-    geometry_grad, feature_grad = torch.autograd.grad(output.features.sum(), [gaussians.means, features], allow_unused=True)
+    geometry_grad, feature_grad = torch.autograd.grad(
+        output.features.sum(), [gaussians.means, features], allow_unused=True
+    )
     assert geometry_grad is None and feature_grad.abs().sum() > 0
 
 

@@ -27,7 +27,9 @@ from cclgs_core.field_training import FieldView, train_field
 from cclgs_core.labelmaps import write_label_map
 from cclgs_core.testing.scenes import tiny_gaussians
 
-CONFIG = NOISE_FREE_SYNTHETIC_CONFIG + """
+CONFIG = (
+    NOISE_FREE_SYNTHETIC_CONFIG
+    + """
 [field_backend]
 name = "cached"
 top_k = 128
@@ -36,6 +38,7 @@ top_k = 128
 iterations = 6
 pixels_per_step = 500
 """
+)
 
 #: A third-party distribution: good components, and copies of them that break their interface.
 PLUGINS = '''
@@ -127,7 +130,12 @@ def world(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def plugins(tmp_path_factory) -> Path:
     """A sys.path entry holding the third-party distribution ``cclgs-badplugins``."""
-    return make_distribution(tmp_path_factory.mktemp("site"), "cclgs-badplugins", {"cclgs_badplugins": PLUGINS}, {"badplugins": "cclgs_badplugins"})
+    return make_distribution(
+        tmp_path_factory.mktemp("site"),
+        "cclgs-badplugins",
+        {"cclgs_badplugins": PLUGINS},
+        {"badplugins": "cclgs_badplugins"},
+    )
 
 
 def config_of(world: Path) -> str:
@@ -210,8 +218,13 @@ def write_colmap_copy(world: Path, root: Path) -> Path:
     for index, frame in enumerate(frames, start=1):
         world_to_camera = frame.camera.world_to_camera  # (4, 4)
         images[index] = colmap.Image(
-            id=index, qvec=colmap.rotmat2qvec(world_to_camera[:3, :3]), tvec=world_to_camera[:3, 3], camera_id=1,
-            name=frame.image_path.name, xys=np.zeros((0, 2)), point3D_ids=np.zeros(0, dtype=int),
+            id=index,
+            qvec=colmap.rotmat2qvec(world_to_camera[:3, :3]),
+            tvec=world_to_camera[:3, 3],
+            camera_id=1,
+            name=frame.image_path.name,
+            xys=np.zeros((0, 2)),
+            point3D_ids=np.zeros(0, dtype=int),
         )
     shutil.copytree(world / "images", root / "images")
     (root / "sparse" / "0").mkdir(parents=True)
@@ -279,8 +292,16 @@ def test_a_view_without_masks_contributes_nothing(world, tmp_path):
 
 def test_no_view_with_masks_is_a_clear_error(world, tmp_path):
     run = tmp_path / "run"
-    result = run_cli("train", str(world), "-c", config_of(world), "--run", str(run), "--set", "mask_generator.min_area=100000")
-    assert_user_error(result, "mask_generator 'synthetic'", "found no mask at level 'sp'", str(world / "images"), "[mask_generator] options")
+    result = run_cli(
+        "train", str(world), "-c", config_of(world), "--run", str(run), "--set", "mask_generator.min_area=100000"
+    )
+    assert_user_error(
+        result,
+        "mask_generator 'synthetic'",
+        "found no mask at level 'sp'",
+        str(world / "images"),
+        "[mask_generator] options",
+    )
     frames = {f"frame_{index:05d}.npz" for index in (1, 2, 4, 5)}
     assert cache_items(run) == {"masks": frames, "features": frames}  # finished (empty) masks stay cached
     assert not (run / "field").exists()
@@ -305,14 +326,27 @@ def compressor_outputs(artifact: Path) -> dict[str, np.ndarray]:
     for level in ("sp", "wp"):
         state = torch.load(io.BytesIO((artifact / f"{level}_state.pt").read_bytes()), weights_only=True)
         outputs[f"{level}.prototypes"] = state["prototypes"].numpy()
-        outputs.update({f"{level}.{frame}": targets for frame, targets in read_npz(artifact / f"{level}_targets.npz").items()})
+        outputs.update(
+            {f"{level}.{frame}": targets for frame, targets in read_npz(artifact / f"{level}_targets.npz").items()}
+        )
     return outputs
 
 
 def test_ccl_without_tracks_is_the_plain_codebook(world, tmp_path):
     run = tmp_path / "run"
     for compressor in ("ccl", "codebook"):
-        cclgs("train", world, "-c", config_of(world), "--run", run, "--set", f"compressor.name={compressor}", "--set", "train.iterations=1")
+        cclgs(
+            "train",
+            world,
+            "-c",
+            config_of(world),
+            "--run",
+            run,
+            "--set",
+            f"compressor.name={compressor}",
+            "--set",
+            "train.iterations=1",
+        )
     labels = read_npz(only_artifact(run, "labels") / "sp.npz")
     assert all((view == -1).all() for view in labels.values()) and sum(map(len, labels.values())) > 0  # K = 0
     artifacts = {}
@@ -332,17 +366,30 @@ def test_ccl_without_tracks_is_the_plain_codebook(world, tmp_path):
     [
         (
             ("wrong-shape", "simulated"),
-            [f"mask_generator 'wrong-shape' {PLUGIN_LABEL} returned invalid output", "shape (16, 32), expected (32, 32)", "report it to its authors"],
+            [
+                f"mask_generator 'wrong-shape' {PLUGIN_LABEL} returned invalid output",
+                "shape (16, 32), expected (32, 32)",
+                "report it to its authors",
+            ],
             {},
         ),
         (
             ("synthetic", "float64"),
-            [f"feature_extractor 'float64' {PLUGIN_LABEL} returned invalid output", "float32", "report it to its authors"],
+            [
+                f"feature_extractor 'float64' {PLUGIN_LABEL} returned invalid output",
+                "float32",
+                "report it to its authors",
+            ],
             {"masks": {"frame_00001.npz"}},
         ),
         (
             ("raising", "simulated"),
-            [f"mask_generator 'raising' {PLUGIN_LABEL} failed in generate()", "frame_00002.png", "RuntimeError: the model ran out of patience", "report it to its authors"],
+            [
+                f"mask_generator 'raising' {PLUGIN_LABEL} failed in generate()",
+                "frame_00002.png",
+                "RuntimeError: the model ran out of patience",
+                "report it to its authors",
+            ],
             {"masks": {"frame_00001.npz"}, "features": {"frame_00001.npz"}},
         ),
     ],
@@ -358,7 +405,9 @@ def test_broken_third_party_plugin_is_named(world, plugins, tmp_path, components
 
 def test_debug_shows_the_plugin_traceback(world, plugins, tmp_path):
     config = components_config(tmp_path, "raising", "simulated")
-    result = run_cli("--debug", "preprocess", str(world), "-c", config, "--run", str(tmp_path / "run"), extra_path=plugins)
+    result = run_cli(
+        "--debug", "preprocess", str(world), "-c", config, "--run", str(tmp_path / "run"), extra_path=plugins
+    )
     assert result.returncode != 0
     assert "Traceback" in result.stderr and 'raise RuntimeError("the model ran out of patience")' in result.stderr
 
@@ -419,10 +468,13 @@ def _assert_equal(first: object, second: object, where: str) -> None:
 # --------------------------------------------------------------------------- checkpoints and run configs
 
 
-@pytest.mark.parametrize("checkpoint, fragments", [
-    ("absent.pth", ("absent.pth", "does not exist", "Download the official checkpoint")),
-    ("junk.pth", ("junk.pth", "could not be loaded", "Set model_type")),
-])
+@pytest.mark.parametrize(
+    "checkpoint, fragments",
+    [
+        ("absent.pth", ("absent.pth", "does not exist", "Download the official checkpoint")),
+        ("junk.pth", ("junk.pth", "could not be loaded", "Set model_type")),
+    ],
+)
 def test_a_missing_or_foreign_checkpoint_is_named_with_the_fix(world, tmp_path, checkpoint, fragments):
     (tmp_path / "junk.pth").write_text("not a checkpoint\n")
     config = tmp_path / "sam.toml"
@@ -435,11 +487,17 @@ def test_a_missing_or_foreign_checkpoint_is_named_with_the_fix(world, tmp_path, 
     assert cache_items(run) == {}
 
 
-@pytest.mark.parametrize("text, fragments", [
-    ('[mask_generator]\nname = "synthetic"\nsplit_probability = 0.1\n', ("has no option 'split_probability'", "split_prob (default 0.15)")),
-    ('[mask_generator]\nname = "synthetic"\nsplit_prob = "high"\n', ("option 'split_prob'", "expected a number")),
-    ("[train]\nlearning_rate = 0.1\n", ("[train] has no key 'learning_rate'", "lr")),
-])
+@pytest.mark.parametrize(
+    "text, fragments",
+    [
+        (
+            '[mask_generator]\nname = "synthetic"\nsplit_probability = 0.1\n',
+            ("has no option 'split_probability'", "split_prob (default 0.15)"),
+        ),
+        ('[mask_generator]\nname = "synthetic"\nsplit_prob = "high"\n', ("option 'split_prob'", "expected a number")),
+        ("[train]\nlearning_rate = 0.1\n", ("[train] has no key 'learning_rate'", "lr")),
+    ],
+)
 def test_a_config_with_unknown_keys_or_wrong_types_stops_before_any_work(world, tmp_path, text, fragments):
     config = tmp_path / "bad.toml"
     config.write_text(text)
@@ -471,12 +529,16 @@ def _duplicate_frame(transforms: dict) -> None:
     transforms["frames"].append(dict(transforms["frames"][0]))
 
 
-@pytest.mark.parametrize("damage, fragments", [
-    (_drop_focal, ("fl_x",)),
-    (_nan_pose, ("frame_00002", "transform_matrix")),
-    (_wrong_size, ("frame_00001", "48")),
-    (_duplicate_frame, ("frame_00001",)),
-], ids=["missing field", "NaN matrix", "size disagrees with intrinsics", "duplicated frame"])
+@pytest.mark.parametrize(
+    "damage, fragments",
+    [
+        (_drop_focal, ("fl_x",)),
+        (_nan_pose, ("frame_00002", "transform_matrix")),
+        (_wrong_size, ("frame_00001", "48")),
+        (_duplicate_frame, ("frame_00001",)),
+    ],
+    ids=["missing field", "NaN matrix", "size disagrees with intrinsics", "duplicated frame"],
+)
 def test_a_damaged_transforms_json_is_named_before_any_work(world, tmp_path, damage, fragments):
     scene = copy_world(world, tmp_path)
     transforms = json.loads((scene / "transforms.json").read_text())

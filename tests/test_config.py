@@ -79,7 +79,11 @@ def test_resolved_config_round_trips(tmp_path):
     config.components = {k: v for k, v in config.components.items() if k in ("tracker", "field_backend")}
     path = write_resolved(config, tmp_path)
     data = tomllib.loads(path.read_text())
-    assert data["field_backend"] == {"name": "reference", "plugin": data["field_backend"]["plugin"], "pixels_per_chunk": 0}
+    assert data["field_backend"] == {
+        "name": "reference",
+        "plugin": data["field_backend"]["plugin"],
+        "pixels_per_chunk": 0,
+    }
     assert data["field_backend"]["plugin"].startswith("cclgs ")
     again = load_config(path)
     assert again.components["field_backend"].options == {"pixels_per_chunk": 0}

@@ -90,7 +90,15 @@ def test_cross_view_cosines_by_hand():
 def tiny_world(tmp_path_factory) -> Path:
     from cclgs_synthetic.world import generate_world
 
-    return generate_world(tmp_path_factory.mktemp("consistency") / "world", seed=1, objects=3, width=64, height=64, train_views=10, test_views=1)
+    return generate_world(
+        tmp_path_factory.mktemp("consistency") / "world",
+        seed=1,
+        objects=3,
+        width=64,
+        height=64,
+        train_views=10,
+        test_views=1,
+    )
 
 
 def test_reprojection_tracker_beats_no_tracker_on_a_tiny_world(tiny_world, tmp_path):
@@ -109,12 +117,20 @@ def test_reprojection_tracker_beats_no_tracker_on_a_tiny_world(tiny_world, tmp_p
     for index, frame in enumerate(frames):
         wp = masks_from_arrays(preprocessed.masks.read_arrays(f"{frame.name}.npz")).wp
         instances = read_label_map(frame.ground_truth["instance"])
-        truth.append(dominant_entity(entity_pixel_counts(wp.segments, instances, wp.num_masks, int(instances.max()) + 1)))
+        truth.append(
+            dominant_entity(entity_pixel_counts(wp.segments, instances, wp.num_masks, int(instances.max()) + 1))
+        )
         views.append(np.full(wp.num_masks, index))
     views, truth = np.concatenate(views), np.concatenate(truth)
     scores = {}
     for tracker in ("none", "reprojection"):
-        labels = run_tracking(scene, load_config(None, base + [f"tracker.name={tracker}"]), preprocessed, StageCache(tmp_path / "cache"), get_registry())
+        labels = run_tracking(
+            scene,
+            load_config(None, base + [f"tracker.name={tracker}"]),
+            preprocessed,
+            StageCache(tmp_path / "cache"),
+            get_registry(),
+        )
         tracks = np.concatenate([labels.read_arrays("wp.npz")[frame.name] for frame in frames])
         scores[tracker] = pairwise_track_scores(views, tracks, truth)
     assert scores["none"].recall == 0.0 and scores["none"].labelled == 0.0

@@ -30,7 +30,11 @@ BUILTIN_OPTIONS: dict[tuple[str, str], dict] = {
     ("mask_generator", "sam2-auto"): {"model_config": "configs/sam2.1/sam2.1_hiera_t.yaml", **RANDOM_SAM_OPTIONS},
     ("tracker", "none"): {},
     ("tracker", "reprojection"): {"renderer": "reference"},
-    ("tracker", "sam2"): {"model_config": "configs/sam2.1/sam2.1_hiera_t.yaml", "allow_random_weights": True, "device": "cpu"},
+    ("tracker", "sam2"): {
+        "model_config": "configs/sam2.1/sam2.1_hiera_t.yaml",
+        "allow_random_weights": True,
+        "device": "cpu",
+    },
     ("feature_extractor", "openclip"): {"allow_random_weights": True, "device": "cpu", "model_name": "ViT-B-32"},
     ("compressor", "ccl"): {"steps": 60, "num_prototypes": 16},
     ("compressor", "codebook"): {"steps": 60, "num_prototypes": 16},
@@ -58,7 +62,13 @@ def synthetic_world(tmp_path_factory):
     from cclgs_synthetic.world import generate_world
 
     out = generate_world(
-        tmp_path_factory.mktemp("world") / "world", objects=3, width=40, height=40, train_views=3, test_views=1, renderer="torch"
+        tmp_path_factory.mktemp("world") / "world",
+        objects=3,
+        width=40,
+        height=40,
+        train_views=3,
+        test_views=1,
+        renderer="torch",
     )
     return load_scene(out)
 

@@ -77,7 +77,9 @@ def test_nerfstudio_reads_cameras_paths_and_extras(tmp_path):
     meta["gaussians_file_path"] = "gaussians.ply"
     meta["frames"][1]["ground_truth"] = {"class": "gt/class_00001.png"}  # frame_00001
     (tmp_path / "classes.json").write_text(
-        json.dumps({"classes": [{"id": 1, "name": "mug", "query": "a red mug"}, {"id": 0, "name": "table", "query": "table"}]})
+        json.dumps(
+            {"classes": [{"id": 1, "name": "mug", "query": "a red mug"}, {"id": 0, "name": "table", "query": "table"}]}
+        )
     )
     scene = load_scene(save(tmp_path, meta))
     assert [frame.name for frame in scene.frames] == ["frame_00000", "frame_00001", "frame_00002"]
@@ -88,7 +90,14 @@ def test_nerfstudio_reads_cameras_paths_and_extras(tmp_path):
     assert scene.class_names == ("table", "mug")
     assert read_classes(tmp_path / "classes.json")[1].query == "a red mug"
     camera = scene.frames[2].camera
-    assert (camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height) == (20.0, 21.0, 7.5, 6.0, WIDTH, HEIGHT)
+    assert (camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height) == (
+        20.0,
+        21.0,
+        7.5,
+        6.0,
+        WIDTH,
+        HEIGHT,
+    )
     np.testing.assert_allclose(camera.camera_to_world, opengl_pose(2) @ OPENGL_FLIP)
     xyz, rgb = load_points(scene)
     assert xyz.shape == (4, 3) and rgb[0, 0] == 7
@@ -104,7 +113,10 @@ def test_opengl_to_opencv_projects_a_known_point(tmp_path):
     for frame in scene.frames:
         # OpenGL projection: camera looks along -z, image y grows downward while camera y points up
         gl = np.linalg.inv(opengl_pose(frame.index)) @ point
-        expected = (INTRINSICS["cx"] + INTRINSICS["fl_x"] * gl[0] / -gl[2], INTRINSICS["cy"] - INTRINSICS["fl_y"] * gl[1] / -gl[2])
+        expected = (
+            INTRINSICS["cx"] + INTRINSICS["fl_x"] * gl[0] / -gl[2],
+            INTRINSICS["cy"] - INTRINSICS["fl_y"] * gl[1] / -gl[2],
+        )
         camera = frame.camera
         cv = camera.world_to_camera @ point
         assert cv[2] > 0  # in front of the camera in OpenCV
@@ -317,7 +329,9 @@ def test_frames_in_subfolders_get_unique_names(tmp_path):
 # --------------------------------------------------------------------------- COLMAP
 
 
-def write_colmap(root: Path, ext: str = ".txt", model: str = "PINHOLE", params=None, points: int = 2, count: int = 3) -> list:
+def write_colmap(
+    root: Path, ext: str = ".txt", model: str = "PINHOLE", params=None, points: int = 2, count: int = 3
+) -> list:
     """A tiny COLMAP model written with nerfstudio's writer; returns the (4, 4) world-to-camera matrices."""
     from nerfstudio.data.utils import colmap_parsing_utils as colmap
 
@@ -339,8 +353,12 @@ def write_colmap(root: Path, ext: str = ".txt", model: str = "PINHOLE", params=N
         write_image(root / "images" / f"frame_{index:05d}.jpg", value=index)
     points3d = {
         key + 1: colmap.Point3D(
-            id=key + 1, xyz=np.array([key, 0.5, -1.0]), rgb=np.array([10, 20, 30 + key]), error=0.1,
-            image_ids=np.array([1]), point2D_idxs=np.array([0]),
+            id=key + 1,
+            xyz=np.array([key, 0.5, -1.0]),
+            rgb=np.array([10, 20, 30 + key]),
+            error=0.1,
+            image_ids=np.array([1]),
+            point2D_idxs=np.array([0]),
         )
         for key in range(points)
     }
@@ -375,7 +393,11 @@ def test_colmap_simple_pinhole_and_zero_distortion_models(tmp_path):
 
 @pytest.mark.parametrize(
     "model, params",
-    [("OPENCV", [20.0, 21.0, 7.5, 6.0, 0.1, 0, 0, 0]), ("SIMPLE_RADIAL", [20.0, 7.5, 6.0, 0.02]), ("OPENCV_FISHEYE", [20, 21, 7.5, 6, 0, 0, 0, 0])],
+    [
+        ("OPENCV", [20.0, 21.0, 7.5, 6.0, 0.1, 0, 0, 0]),
+        ("SIMPLE_RADIAL", [20.0, 7.5, 6.0, 0.02]),
+        ("OPENCV_FISHEYE", [20, 21, 7.5, 6, 0, 0, 0, 0]),
+    ],
 )
 def test_colmap_distortion_is_refused_with_a_fix(tmp_path, model, params):
     write_colmap(tmp_path, model=model, params=params)
@@ -433,7 +455,10 @@ def test_real_lerf_ovs_labels():
     raw = (LABELS_DIR / "frame_00089.json").read_bytes()
     assert b"\r\n" in raw  # CRLF line endings
     content = json.loads(raw)
-    assert {item["iscrowd"] for item in json.loads((LABELS_DIR / "frame_00066.json").read_bytes())["objects"]} == {0, False}
+    assert {item["iscrowd"] for item in json.loads((LABELS_DIR / "frame_00066.json").read_bytes())["objects"]} == {
+        0,
+        False,
+    }
     assert all(item["segmentation"][0] != item["segmentation"][-1] for item in content["objects"])  # open polygons
     assert all(isinstance(value, float) for value in content["objects"][0]["segmentation"][0])
 
@@ -450,7 +475,9 @@ def test_real_lerf_ovs_labels():
             cv2.fillPoly(single, [np.asarray(item["segmentation"]).astype(np.int32)], 1)
             union |= single.astype(bool)
             assert np.any(np.all(knife.boxes == item["bbox"], axis=1))
-            mask_in_box = single[int(item["bbox"][1]) : int(item["bbox"][3]) + 1, int(item["bbox"][0]) : int(item["bbox"][2]) + 1]
+            mask_in_box = single[
+                int(item["bbox"][1]) : int(item["bbox"][3]) + 1, int(item["bbox"][0]) : int(item["bbox"][2]) + 1
+            ]
             assert mask_in_box.sum() == single.sum()
     np.testing.assert_array_equal(knife.mask, union)
     annotated_area = sum(item["area"] for item in content["objects"] if item["category"] == "knife")
@@ -459,7 +486,9 @@ def test_real_lerf_ovs_labels():
     half = read_ovs_labels(LABELS_DIR / "frame_00066.json", size=(492, 362))
     full = read_ovs_labels(LABELS_DIR / "frame_00066.json")
     assert half.categories["pot"].mask.shape == (362, 492)
-    np.testing.assert_allclose(half.categories["pot"].boxes, full.categories["pot"].boxes * np.tile([492 / 985, 362 / 725], 2))
+    np.testing.assert_allclose(
+        half.categories["pot"].boxes, full.categories["pot"].boxes * np.tile([492 / 985, 362 / 725], 2)
+    )
     ratio = half.categories["refrigerator"].mask.sum() / full.categories["refrigerator"].mask.sum()
     assert abs(ratio - (492 * 362) / (985 * 725)) < 0.02
 
@@ -467,16 +496,58 @@ def test_real_lerf_ovs_labels():
 def label_fixture(path: Path) -> None:
     """A label file in the LERF-OVS/ISAT style: CRLF, iscrowd 0 and false, float coords, open polygons, a repeat."""
     objects = [
-        {"category": "mug", "group": 1, "segmentation": [[2.0, 3.0], [7.0, 3.0], [7.0, 8.0], [2.0, 8.0]],
-         "bbox": [2.0, 3.0, 7.0, 8.0], "area": 25.0, "layer": 1.0, "iscrowd": 0, "note": ""},
-        {"category": "plate", "group": 2, "segmentation": [[10.6, 1.2], [14.9, 1.7], [14.2, 4.9], [10.1, 4.4]],
-         "bbox": [10.1, 1.2, 14.9, 4.9], "area": 16.0, "layer": 2.0, "iscrowd": False, "note": ""},
-        {"category": "mug", "group": 3, "segmentation": [[5.0, 6.0], [9.0, 6.0], [9.0, 10.0], [5.0, 10.0]],
-         "bbox": [5.0, 6.0, 9.0, 10.0], "area": 16.0, "layer": 3.0, "iscrowd": False, "note": ""},
-        {"category": "Mug", "group": 4, "segmentation": [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]],
-         "bbox": [0.0, 0.0, 1.0, 1.0], "area": 1.0, "layer": 4.0, "iscrowd": 0, "note": ""},
+        {
+            "category": "mug",
+            "group": 1,
+            "segmentation": [[2.0, 3.0], [7.0, 3.0], [7.0, 8.0], [2.0, 8.0]],
+            "bbox": [2.0, 3.0, 7.0, 8.0],
+            "area": 25.0,
+            "layer": 1.0,
+            "iscrowd": 0,
+            "note": "",
+        },
+        {
+            "category": "plate",
+            "group": 2,
+            "segmentation": [[10.6, 1.2], [14.9, 1.7], [14.2, 4.9], [10.1, 4.4]],
+            "bbox": [10.1, 1.2, 14.9, 4.9],
+            "area": 16.0,
+            "layer": 2.0,
+            "iscrowd": False,
+            "note": "",
+        },
+        {
+            "category": "mug",
+            "group": 3,
+            "segmentation": [[5.0, 6.0], [9.0, 6.0], [9.0, 10.0], [5.0, 10.0]],
+            "bbox": [5.0, 6.0, 9.0, 10.0],
+            "area": 16.0,
+            "layer": 3.0,
+            "iscrowd": False,
+            "note": "",
+        },
+        {
+            "category": "Mug",
+            "group": 4,
+            "segmentation": [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]],
+            "bbox": [0.0, 0.0, 1.0, 1.0],
+            "area": 1.0,
+            "layer": 4.0,
+            "iscrowd": 0,
+            "note": "",
+        },
     ]
-    content = {"info": {"description": "ISAT", "name": "frame_00002.jpg", "width": WIDTH, "height": HEIGHT, "depth": 3, "note": ""}, "objects": objects}
+    content = {
+        "info": {
+            "description": "ISAT",
+            "name": "frame_00002.jpg",
+            "width": WIDTH,
+            "height": HEIGHT,
+            "depth": 3,
+            "note": "",
+        },
+        "objects": objects,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(json.dumps(content, indent=4).replace("\n", "\r\n").encode())
 
@@ -501,7 +572,9 @@ def test_label_fixture(tmp_path):
 def test_label_writer_round_trip(tmp_path):
     path = tmp_path / "frame_00007.json"
     square = np.array([[1.0, 1.0], [4.0, 1.0], [4.0, 4.0], [1.0, 4.0]])
-    write_ovs_labels(path, "frame_00007.png", WIDTH, HEIGHT, [("cup", square), ("cup", square + 6), ("bowl", square + [8, 0])])
+    write_ovs_labels(
+        path, "frame_00007.png", WIDTH, HEIGHT, [("cup", square), ("cup", square + 6), ("bowl", square + [8, 0])]
+    )
     labels = read_ovs_labels(path)
     assert labels.image_name == "frame_00007.png" and set(labels.categories) == {"cup", "bowl"}
     assert labels.categories["cup"].mask.sum() == 32
@@ -513,7 +586,10 @@ def test_label_writer_round_trip(tmp_path):
     "edit, message",
     [
         (lambda c: c["objects"][0].pop("category"), r"objects\[0\] needs 'category'"),
-        (lambda c: c["objects"][1].update(segmentation=[1, 2, 3, 4]), r"objects\[1\]\.segmentation must be a list of \[x, y\]"),
+        (
+            lambda c: c["objects"][1].update(segmentation=[1, 2, 3, 4]),
+            r"objects\[1\]\.segmentation must be a list of \[x, y\]",
+        ),
         (lambda c: c["objects"][2].update(bbox=[0, 0, 1]), r"objects\[2\]\.bbox must be \[x1, y1, x2, y2\]"),
         (lambda c: c["info"].pop("width"), "integer 'width'"),
         (lambda c: c.pop("objects"), "'info' and 'objects'"),
@@ -575,7 +651,9 @@ def save_checkpoint(run: Path, gauss: dict, step: int, prefix: str = "_model.gau
         "step": step,
         "pipeline": pipeline,
         "optimizers": {"means": optimizer.state_dict()},
-        "schedulers": {"means": {"base_lrs": [1.6e-4], "last_epoch": step, "_last_lr": [np.float64(1e-5)], "lr_lambdas": [None]}},
+        "schedulers": {
+            "means": {"base_lrs": [1.6e-4], "last_epoch": step, "_last_lr": [np.float64(1e-5)], "lr_lambdas": [None]}
+        },
         "scalers": {},
     }
     path = run / "nerfstudio_models" / f"step-{step:09d}.ckpt"
@@ -594,7 +672,9 @@ def test_splatfacto_checkpoint_loads_latest_step(tmp_path):
         assert torch.equal(gaussians.means, new["means"]) and torch.equal(gaussians.log_scales, new["scales"])
         assert torch.equal(gaussians.quats, new["quats"])
         assert torch.equal(gaussians.opacity_logits, new["opacities"][:, 0])
-        assert torch.equal(gaussians.sh[:, 0], new["features_dc"]) and torch.equal(gaussians.sh[:, 1:], new["features_rest"])
+        assert torch.equal(gaussians.sh[:, 0], new["features_dc"]) and torch.equal(
+            gaussians.sh[:, 1:], new["features_rest"]
+        )
         assert gaussians.extras == {}
     assert len(load_splatfacto(tmp_path / "nerfstudio_models" / "step-000001000.ckpt")) == 10
 
@@ -617,7 +697,9 @@ def test_splatfacto_state_dict_of_the_real_model(tmp_path, monkeypatch):
     gaussians = load_splatfacto(tmp_path)
     assert len(gaussians) == 9 and gaussians.sh_degree == model.config.sh_degree
     assert torch.equal(gaussians.means, model.means.detach()) and torch.equal(gaussians.quats, model.quats.detach())
-    assert torch.equal(gaussians.sh[:, 0], model.shs_0.detach()) and torch.equal(gaussians.sh[:, 1:], model.shs_rest.detach())
+    assert torch.equal(gaussians.sh[:, 0], model.shs_0.detach()) and torch.equal(
+        gaussians.sh[:, 1:], model.shs_rest.detach()
+    )
     assert torch.equal(gaussians.opacity_logits, model.opacities.detach()[:, 0])
     assert torch.equal(gaussians.log_scales, model.scales.detach())
 
@@ -660,9 +742,18 @@ def quat_to_matrix(quats: torch.Tensor) -> torch.Tensor:
     """(N, 3, 3) rotation matrices of (N, 4) wxyz quaternions (normalised here)."""
     w, x, y, z = (quats / quats.norm(dim=-1, keepdim=True)).double().unbind(-1)
     return torch.stack(
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-         2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-         2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], dim=-1,
+        [
+            1 - 2 * (y * y + z * z),
+            2 * (x * y - w * z),
+            2 * (x * z + w * y),
+            2 * (x * y + w * z),
+            1 - 2 * (x * x + z * z),
+            2 * (y * z - w * x),
+            2 * (x * z - w * y),
+            2 * (y * z + w * x),
+            1 - 2 * (x * x + y * y),
+        ],
+        dim=-1,
     ).reshape(-1, 3, 3)
 
 
@@ -685,7 +776,9 @@ def test_splatfacto_maps_back_to_the_data_frame(tmp_path):
     ns_rotation = rotation("z", 0.7) @ rotation("x", -1.1)
     ns_translation, ns_scale = np.array([0.3, -1.2, 2.0]), 0.25
     transform = np.hstack([ns_rotation, ns_translation[:, None]])
-    (tmp_path / "dataparser_transforms.json").write_text(json.dumps({"transform": transform.tolist(), "scale": ns_scale}))
+    (tmp_path / "dataparser_transforms.json").write_text(
+        json.dumps({"transform": transform.tolist(), "scale": ns_scale})
+    )
     ns = load_splatfacto(tmp_path)
     data = load_splatfacto(tmp_path, frame="data")
 
@@ -701,7 +794,8 @@ def test_splatfacto_maps_back_to_the_data_frame(tmp_path):
         torch.testing.assert_close(
             data.colors(camera_at(center)),
             ns.colors(camera_at(ns_scale * (ns_rotation @ center + ns_translation))),
-            atol=1e-5, rtol=1e-5,
+            atol=1e-5,
+            rtol=1e-5,
         )
 
     applied = np.array([[1.0, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0]])
@@ -719,4 +813,8 @@ def test_rotate_sh_inverts_and_keeps_degree_zero():
     assert torch.equal(rotated[:, 0], sh[:, 0])
     torch.testing.assert_close(rotate_sh(rotated, turn.T), sh)
     with pytest.raises(ValueError, match="scale times a rotation"):
-        transform_gaussians(Gaussians(torch.zeros(1, 3), torch.ones(1, 4), torch.zeros(1, 3), torch.zeros(1), sh[:1]), np.diag([1.0, 2.0, 1.0]), np.zeros(3))
+        transform_gaussians(
+            Gaussians(torch.zeros(1, 3), torch.ones(1, 4), torch.zeros(1, 3), torch.zeros(1), sh[:1]),
+            np.diag([1.0, 2.0, 1.0]),
+            np.zeros(3),
+        )

@@ -107,7 +107,10 @@ def test_target_previews_colour_each_prototype_alike_in_every_view(prepared):
         for mask_id, prototype in enumerate(targets):
             colour = tuple(drawn[segments == mask_id][0])
             assert colours.setdefault(int(prototype), colour) == colour
-    np.testing.assert_array_equal(picture[:, 2 * width :], target_picture(first.segments["wp"], first.mask_targets["wp"], run.compressors["wp"].output_size))
+    np.testing.assert_array_equal(
+        picture[:, 2 * width :],
+        target_picture(first.segments["wp"], first.mask_targets["wp"], run.compressors["wp"].output_size),
+    )
 
 
 def test_latent_targets_are_drawn_from_their_first_three_dimensions():

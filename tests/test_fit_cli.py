@@ -11,7 +11,20 @@ from cclgs_core.ply import read_gaussians
 
 def test_fit_command_writes_gaussians_and_reports_psnr(tmp_path):
     world = tmp_path / "world"
-    made = run_cli("synth", str(world), "--width", "40", "--height", "40", "--train-views", "6", "--test-views", "2", "--objects", "3")
+    made = run_cli(
+        "synth",
+        str(world),
+        "--width",
+        "40",
+        "--height",
+        "40",
+        "--train-views",
+        "6",
+        "--test-views",
+        "2",
+        "--objects",
+        "3",
+    )
     assert made.returncode == 0, made.stderr
     out = tmp_path / "fitted.ply"
     result = run_cli("fit", str(world), "--out", str(out), "--steps", "40", "--background", "1,1,1")

@@ -106,4 +106,3 @@ def test_summary_means_over_frame_category_pairs():
     assert summary.miou == pytest.approx((good.iou + 0.0) / 2)
     assert summary.per_category == {"mug": pytest.approx(summary.miou)}
     assert summarize([]).count == 0 and summarize([]).localization is None
-

@@ -32,8 +32,16 @@ def write_world(root: Path) -> Path:
     from cclgs_synthetic.world import generate_world
 
     return generate_world(
-        root, seed=0, objects=3, width=32, height=32, train_views=10, test_views=2,
-        density=250.0, sparse_points=300, renderer="torch",
+        root,
+        seed=0,
+        objects=3,
+        width=32,
+        height=32,
+        train_views=10,
+        test_views=2,
+        density=250.0,
+        sparse_points=300,
+        renderer="torch",
     )
 
 
@@ -50,25 +58,46 @@ def train_command(root: Path, scene: Path, device: str) -> list[str]:
     every 10 steps from step 20 on. The semantic learning rates are raised from 1e-3 so that
     100 steps suffice to learn the classes."""
     return [
-        sys.executable, "-m", "nerfstudio.scripts.train", "ccl-lgs",
-        "--data", str(scene),
-        "--output-dir", str(root / "outputs"),
-        "--experiment-name", "world",
-        "--timestamp", "run",
-        "--machine.device-type", device,
-        "--max-num-iterations", "100",
-        "--steps-per-save", "100",
-        "--vis", "tensorboard",
-        "--pipeline.model.cclgs-config", str(root / "run.toml"),
-        "--pipeline.model.cclgs-run-dir", str(root / "cclgs"),
-        "--pipeline.model.num-downscales", "0",
-        "--pipeline.model.warmup-length", "10",
-        "--pipeline.model.refine-every", "10",
-        "--pipeline.model.backend-densify-grad-thresh", "0.001",
-        "--pipeline.model.sh-degree", "1",
-        "--pipeline.model.background-color", "white",
-        "--optimizers.semantic-features.optimizer.lr", "0.02",
-        "--optimizers.semantic-heads.optimizer.lr", "0.01",
+        sys.executable,
+        "-m",
+        "nerfstudio.scripts.train",
+        "ccl-lgs",
+        "--data",
+        str(scene),
+        "--output-dir",
+        str(root / "outputs"),
+        "--experiment-name",
+        "world",
+        "--timestamp",
+        "run",
+        "--machine.device-type",
+        device,
+        "--max-num-iterations",
+        "100",
+        "--steps-per-save",
+        "100",
+        "--vis",
+        "tensorboard",
+        "--pipeline.model.cclgs-config",
+        str(root / "run.toml"),
+        "--pipeline.model.cclgs-run-dir",
+        str(root / "cclgs"),
+        "--pipeline.model.num-downscales",
+        "0",
+        "--pipeline.model.warmup-length",
+        "10",
+        "--pipeline.model.refine-every",
+        "10",
+        "--pipeline.model.backend-densify-grad-thresh",
+        "0.001",
+        "--pipeline.model.sh-degree",
+        "1",
+        "--pipeline.model.background-color",
+        "white",
+        "--optimizers.semantic-features.optimizer.lr",
+        "0.02",
+        "--optimizers.semantic-heads.optimizer.lr",
+        "0.01",
     ]
 
 
@@ -95,7 +124,9 @@ def trained_run(tmp_path_factory):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_run_renders_with_gsplat_and_keeps_semantics_through_densification(tmp_path):
     run = run_training(tmp_path, "cuda")
-    saved = torch.load(next((run["config"].parent / "nerfstudio_models").glob("*.ckpt")), map_location="cpu", weights_only=False)
+    saved = torch.load(
+        next((run["config"].parent / "nerfstudio_models").glob("*.ckpt")), map_location="cpu", weights_only=False
+    )
     state = saved["pipeline"]
     count = state["_model.gauss_params.means"].shape[0]
     assert "GSs split" in run["log"]
@@ -119,7 +150,13 @@ def reloaded(trained_run):
         root = trained_run["root"]
         scene = load_scene(trained_run["scene"])
         prepared = prepare_field_targets(scene, load_config(root / "run.toml"), root / "cclgs")
-        yield {"pipeline": pipeline, "checkpoint": checkpoint, "prepared": prepared, "frames": scene.frames, **trained_run}
+        yield {
+            "pipeline": pipeline,
+            "checkpoint": checkpoint,
+            "prepared": prepared,
+            "frames": scene.frames,
+            **trained_run,
+        }
 
 
 @pytest.mark.slow
@@ -281,7 +318,9 @@ def test_targets_are_resampled_to_the_render_size_and_matched_by_file_name(tmp_p
             self.image_path = Path(path)
 
     frames = [Frame("scene/images/a.png"), Frame("scene/images/b.png")]
-    matched = views_by_image_index([Path("images_2/b.jpg"), Path("images_2/c.jpg")], frames, ["view a", "view b"], tmp_path)
+    matched = views_by_image_index(
+        [Path("images_2/b.jpg"), Path("images_2/c.jpg")], frames, ["view a", "view b"], tmp_path
+    )
     assert matched == {0: "view b"}
     with pytest.raises(DataError, match="none of nerfstudio's training images"):
         views_by_image_index([Path("x.png")], frames, ["view a", "view b"], tmp_path)

@@ -56,7 +56,9 @@ def test_layout_matches_inria(tmp_path):
     # channel-major: all 15 red coefficients, then green, then blue
     for channel in range(3):
         for coefficient in range(15):
-            np.testing.assert_array_equal(vertex[f"f_rest_{channel * 15 + coefficient}"], sh[:, 1 + coefficient, channel])
+            np.testing.assert_array_equal(
+                vertex[f"f_rest_{channel * 15 + coefficient}"], sh[:, 1 + coefficient, channel]
+            )
     np.testing.assert_array_equal(vertex["rot_0"], gaussians.quats[:, 0].numpy())  # w first
     np.testing.assert_array_equal(vertex["opacity"], gaussians.opacity_logits.numpy())
 
@@ -97,7 +99,9 @@ def test_non_float32_extras_and_3d_extras_are_refused(tmp_path):
 
 
 def write_table(path, columns: dict) -> None:
-    table = np.empty(len(next(iter(columns.values()))), dtype=[(name, values.dtype.str) for name, values in columns.items()])
+    table = np.empty(
+        len(next(iter(columns.values()))), dtype=[(name, values.dtype.str) for name, values in columns.items()]
+    )
     for name, values in columns.items():
         table[name] = values
     PlyData([PlyElement.describe(table, "vertex")]).write(str(path))

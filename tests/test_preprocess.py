@@ -67,7 +67,9 @@ def test_preprocess_caches_and_reruns_only_what_changed(scene_dir):
     assert again.returncode == 0, again.stderr
     assert _computed(again.stdout) == (0, 0)
 
-    features_only = run_cli("preprocess", str(scene), "--config", str(config), "--set", "feature_extractor.batch_size=2")
+    features_only = run_cli(
+        "preprocess", str(scene), "--config", str(config), "--set", "feature_extractor.batch_size=2"
+    )
     assert _computed(features_only.stdout) == (0, 3)
 
     both = run_cli("preprocess", str(scene), "--config", str(config), "--set", "mask_generator.sp_scale=150.0")

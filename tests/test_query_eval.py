@@ -14,17 +14,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import NOISE_FREE_SYNTHETIC_CONFIG
 from PIL import Image
 from typer.testing import CliRunner
-
-from helpers import NOISE_FREE_SYNTHETIC_CONFIG
 
 from cclgs_cli.app import app
 from cclgs_core.datasets import load_scene
 from cclgs_core.errors import ConfigError, DataError
 from cclgs_core.labelmaps import read_label_map
 
-CONFIG = NOISE_FREE_SYNTHETIC_CONFIG + """
+CONFIG = (
+    NOISE_FREE_SYNTHETIC_CONFIG
+    + """
 [field_backend]
 name = "cached"
 top_k = 64
@@ -33,6 +34,7 @@ top_k = 64
 iterations = 100
 lr = 0.05
 """
+)
 
 
 def cclgs(*args: str) -> object:
@@ -51,7 +53,15 @@ def world(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("query_eval")
     (root / "run.toml").write_text(CONFIG)
     return generate_world(
-        root / "world", seed=0, objects=3, width=48, height=48, train_views=10, test_views=2, density=250.0, renderer="torch"
+        root / "world",
+        seed=0,
+        objects=3,
+        width=48,
+        height=48,
+        train_views=10,
+        test_views=2,
+        density=250.0,
+        renderer="torch",
     )
 
 
@@ -80,7 +90,11 @@ def write_colmap_copy(world: Path, scene_dir: Path) -> list:
 
     frames = load_scene(world).frames
     camera = frames[0].camera
-    cameras = {1: colmap.Camera(1, "PINHOLE", camera.width, camera.height, np.array([camera.fx, camera.fy, camera.cx, camera.cy]))}
+    cameras = {
+        1: colmap.Camera(
+            1, "PINHOLE", camera.width, camera.height, np.array([camera.fx, camera.fy, camera.cx, camera.cy])
+        )
+    }
     images = {}
     (scene_dir / "images").mkdir(parents=True)
     for index, frame in enumerate(frames, start=1):
@@ -88,7 +102,13 @@ def write_colmap_copy(world: Path, scene_dir: Path) -> list:
         Image.fromarray(frame.load_image()).save(scene_dir / "images" / name, quality=95)
         world_to_camera = frame.camera.world_to_camera
         images[index] = colmap.Image(
-            index, colmap.rotmat2qvec(world_to_camera[:3, :3]), world_to_camera[:3, 3], 1, name, np.zeros((0, 2)), np.zeros(0, dtype=int)
+            index,
+            colmap.rotmat2qvec(world_to_camera[:3, :3]),
+            world_to_camera[:3, 3],
+            1,
+            name,
+            np.zeros((0, 2)),
+            np.zeros(0, dtype=int),
         )
     (scene_dir / "sparse" / "0").mkdir(parents=True)
     colmap.write_model(cameras, images, {}, str(scene_dir / "sparse" / "0"), ext=".txt")
@@ -169,7 +189,11 @@ def test_lerf_fixture_through_cclgs_eval_lerf(world, run, synthetic_report, tmp_
     result = cclgs("eval", "lerf", run, "--scene", scene_dir, "--out", out)
     assert "lerf — protocol: heldout" in result.output
     report = json.loads((out / "report.json").read_text())
-    assert report["benchmark"] == "lerf" and report["protocol"] == "heldout" and "LangSplat" in report["benchmark_description"]
+    assert (
+        report["benchmark"] == "lerf"
+        and report["protocol"] == "heldout"
+        and "LangSplat" in report["benchmark_description"]
+    )
     (scene_report,) = report["scenes"]
     assert scene_report["name"] == "tiny" and scene_report["frames"] == 2 and scene_report["trained_on"] == 0
     # Same cameras, same polygons: the COLMAP copy scores exactly what the world scores.
@@ -181,7 +205,18 @@ def test_lerf_fixture_through_cclgs_eval_lerf(world, run, synthetic_report, tmp_
 
 def test_langsplat_protocol_trains_on_the_evaluation_frames(world, run, tmp_path):
     langsplat = tmp_path / "run_langsplat"
-    cclgs("train", world, "--config", world.parent / "run.toml", "--run", langsplat, "--protocol", "langsplat", "--set", "train.iterations=3")
+    cclgs(
+        "train",
+        world,
+        "--config",
+        world.parent / "run.toml",
+        "--run",
+        langsplat,
+        "--protocol",
+        "langsplat",
+        "--set",
+        "train.iterations=3",
+    )
     info = json.loads((langsplat / "run.json").read_text())
     assert info["protocol"] == "langsplat" and set(info["evaluation_frames"]) <= set(info["trained_frames"])
     assert len(info["trained_frames"]) == 12
@@ -240,7 +275,9 @@ def test_query_writes_heatmaps_and_masks_that_find_the_object(world, run, tmp_pa
             selected = mask == 255
             assert (selected & truth).sum() / max(selected.sum(), 1) > 0.6  # what is selected is mostly the bowl
 
-    view = cclgs("query", run, "--text", "ramen bowl", "--view", frames[0].name, "--split", "train", "--out", tmp_path / "one")
+    view = cclgs(
+        "query", run, "--text", "ramen bowl", "--view", frames[0].name, "--split", "train", "--out", tmp_path / "one"
+    )
     assert view.output.count("level") == 1
     with pytest.raises(DataError, match="no frame named 'nope'"):
         cclgs("query", run, "--text", "ramen bowl", "--view", "nope", "--out", tmp_path / "none")

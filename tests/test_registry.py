@@ -30,7 +30,9 @@ def _install(tmp_path, monkeypatch, source: str, component: str = "echo") -> str
     index = next(_counter)
     module = f"thirdparty_mod_{index}"
     entry = f"thirdparty{index}"
-    root = make_distribution(tmp_path / f"site{index}", f"thirdparty-{index}", {module: source.replace("{name}", component)}, {entry: module})
+    root = make_distribution(
+        tmp_path / f"site{index}", f"thirdparty-{index}", {module: source.replace("{name}", component)}, {entry: module}
+    )
     monkeypatch.syspath_prepend(str(root))
     return entry
 

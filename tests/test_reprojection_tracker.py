@@ -4,7 +4,6 @@ from two containments, and clustering of links with the one-mask-per-view rule."
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from cclgs_core.types import Camera
 from cclgs_reprojection.tracker import cluster_links, containment, iou_from_containments, lift_pixels, project_visible

@@ -81,7 +81,10 @@ def test_killed_preprocessing_resumes_to_identical_artifacts(world, tmp_path, ki
     reference = tmp_path / "reference"
     assert run_cli("preprocess", str(world), "-c", config, "--run", str(reference)).returncode == 0
     killed = tmp_path / "killed"
-    _kill_when(_cli("preprocess", str(world), "-c", config, "--run", str(killed)), lambda: _manifest_items(killed, "masks") >= kill_after_items)
+    _kill_when(
+        _cli("preprocess", str(world), "-c", config, "--run", str(killed)),
+        lambda: _manifest_items(killed, "masks") >= kill_after_items,
+    )
     resumed = run_cli("preprocess", str(world), "-c", config, "--run", str(killed))
     assert resumed.returncode == 0, resumed.stderr
     for stage in ("masks", "features"):
@@ -117,11 +120,17 @@ def test_killed_training_resumes_to_the_same_field(world, tmp_path):
     reference = tmp_path / "reference"
     assert run_cli("train", str(world), "-c", config, "--run", str(reference)).returncode == 0
     killed = tmp_path / "killed"
-    _kill_when(_cli("train", str(world), "-c", config, "--run", str(killed)), lambda: any((killed / "field").glob("checkpoint-*.pt")))
+    _kill_when(
+        _cli("train", str(world), "-c", config, "--run", str(killed)),
+        lambda: any((killed / "field").glob("checkpoint-*.pt")),
+    )
     assert not (killed / "field" / "semantic_field.pt").exists(), "the run finished before it could be killed"
     resumed = run_cli("train", str(world), "-c", config, "--run", str(killed))
     assert resumed.returncode == 0, resumed.stderr
-    expected, actual = _field_tensors(reference / "field" / "semantic_field.pt"), _field_tensors(killed / "field" / "semantic_field.pt")
+    expected, actual = (
+        _field_tensors(reference / "field" / "semantic_field.pt"),
+        _field_tensors(killed / "field" / "semantic_field.pt"),
+    )
     assert expected.keys() == actual.keys()
     for name in expected:
         np.testing.assert_array_equal(actual[name].numpy(), expected[name].numpy(), err_msg=name)
@@ -133,7 +142,9 @@ def test_changed_training_settings_do_not_resume_an_old_checkpoint(world, tmp_pa
     run = tmp_path / "run"
     assert run_cli("train", str(world), "-c", config, "--run", str(run), "--set", "train.iterations=40").returncode == 0
     first = _field_tensors(run / "field" / "semantic_field.pt")
-    changed = run_cli("train", str(world), "-c", config, "--run", str(run), "--set", "train.iterations=40", "--set", "train.lr=0.01")
+    changed = run_cli(
+        "train", str(world), "-c", config, "--run", str(run), "--set", "train.iterations=40", "--set", "train.lr=0.01"
+    )
     assert changed.returncode == 0, changed.stderr
     assert len(list((run / "field").glob("checkpoint-*.pt"))) == 2
     assert not torch.equal(first["features"], _field_tensors(run / "field" / "semantic_field.pt")["features"])

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from cclgs_core.testing.scenes import make_tiny_scene
+from cclgs_core.types import SegmentMap
 from cclgs_core.validation import check_track_labels
 from cclgs_sam2.tracker import Sam2Tracker, labels_from_propagation
-from cclgs_core.types import SegmentMap
 
 
 def test_labels_take_the_best_propagated_mask_above_half():

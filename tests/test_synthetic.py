@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from cclgs_core.errors import ConfigError, DataError
+from cclgs_core.labelmaps import read_label_map, write_label_map
 from cclgs_core.registry import get_registry
 from cclgs_core.types import Camera, Frame, SegmentMap
-from cclgs_core.labelmaps import read_label_map, write_label_map
 from cclgs_synthetic.lerf_labels import rasterize_polygon
 from cclgs_synthetic.masks import SyntheticMaskGenerator
 from cclgs_synthetic.vlm import SimulatedFeatureExtractor
@@ -82,7 +82,19 @@ def test_layout_and_keys(world, tables):
     assert [p.name for p in points.properties] == ["x", "y", "z", "red", "green", "blue"]
     gaussians = PlyData.read(str(world / meta["gaussians_file_path"]))["vertex"]
     names = [p.name for p in gaussians.properties]
-    expected = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2", *(f"f_rest_{i}" for i in range(45)), "opacity"]
+    expected = [
+        "x",
+        "y",
+        "z",
+        "nx",
+        "ny",
+        "nz",
+        "f_dc_0",
+        "f_dc_1",
+        "f_dc_2",
+        *(f"f_rest_{i}" for i in range(45)),
+        "opacity",
+    ]
     assert names == expected + [f"scale_{i}" for i in range(3)] + [f"rot_{i}" for i in range(4)]
     assert np.all(gaussians.data["f_rest_44"] == 0) and np.all(np.abs(gaussians.data["f_dc_0"]) > 0)
     assert len(gaussians.data) == json.loads((world / "world.json").read_text())["gaussians"]
@@ -126,7 +138,14 @@ def test_cameras_and_depth_agree_with_the_scene(frames):
     for frame in frames:
         depth = np.load(frame.ground_truth["depth"])
         ys, xs = np.nonzero(depth > 0)
-        rays = np.stack([(xs + 0.5 - frame.camera.cx) / frame.camera.fx, (ys + 0.5 - frame.camera.cy) / frame.camera.fy, np.ones(len(xs))], 1)
+        rays = np.stack(
+            [
+                (xs + 0.5 - frame.camera.cx) / frame.camera.fx,
+                (ys + 0.5 - frame.camera.cy) / frame.camera.fy,
+                np.ones(len(xs)),
+            ],
+            1,
+        )
         points = (rays * depth[ys, xs, None]) @ frame.camera.camera_to_world[:3, :3].T + frame.camera.center
         # Depth is that of the Gaussians' centres, so the table's broad discs scatter it a little.
         assert np.percentile(points[:, 2], 1) > -0.12 and points[:, 2].max() < 0.7
@@ -212,7 +231,10 @@ def test_mask_damage_is_reproducible_and_varies_per_view(frames):
     assert len(signatures) > 4  # and differs between views
     other = SyntheticMaskGenerator(seed=1)
     assert any(
-        not np.array_equal(other.generate(f.load_image(), f).wp.segments, generator.generate(f.load_image(), f).wp.segments) for f in frames
+        not np.array_equal(
+            other.generate(f.load_image(), f).wp.segments, generator.generate(f.load_image(), f).wp.segments
+        )
+        for f in frames
     )
 
 
@@ -241,7 +263,9 @@ def test_each_damage_kind():
 # -- simulated VLM ----------------------------------------------------------------------------------
 
 
-def crafted_world(root: Path, occlusions: list[float], class_names=("red mug", "ramen bowl", "blue book", "green apple")) -> list[Frame]:
+def crafted_world(
+    root: Path, occlusions: list[float], class_names=("red mug", "ramen bowl", "blue book", "green apple")
+) -> list[Frame]:
     """A world on disk with hand-made maps: instance 0 (class 0) fills the left half, instance 1
     (class 1) the right half of a 16x16 view; the views differ only in instance 0's occlusion."""
     (root / "images").mkdir(parents=True)
@@ -251,15 +275,22 @@ def crafted_world(root: Path, occlusions: list[float], class_names=("red mug", "
         write_label_map(root / f"{name}.png", values)
     classes = [{"id": i, "name": name, "query": name} for i, name in enumerate(class_names)]
     parts = [{"id": 0, "instance_id": 0, "name": "a"}, {"id": 1, "instance_id": 1, "name": "b"}]
-    instances_table = [{"id": 0, "class_id": 0, "name": "a", "parts": [0]}, {"id": 1, "class_id": 1, "name": "b", "parts": [1]}]
+    instances_table = [
+        {"id": 0, "class_id": 0, "name": "a", "parts": [0]},
+        {"id": 1, "class_id": 1, "name": "b", "parts": [1]},
+    ]
     (root / "classes.json").write_text(json.dumps({"classes": classes, "instances": instances_table, "parts": parts}))
     visibility = {
-        f"frame_{i:05d}": [{"instance": 0, "occlusion": o}, {"instance": 1, "occlusion": 0.0}] for i, o in enumerate(occlusions)
+        f"frame_{i:05d}": [{"instance": 0, "occlusion": o}, {"instance": 1, "occlusion": 0.0}]
+        for i, o in enumerate(occlusions)
     }
     (root / "visibility.json").write_text(json.dumps({"frames": visibility}))
     camera = Camera(np.eye(4), 20.0, 20.0, 8.0, 8.0, 16, 16)
     truth = {name: root / f"{name}.png" for name in ("instance", "class", "part")}
-    return [Frame(i, f"frame_{i:05d}", root / "images" / f"frame_{i:05d}.png", camera, "train", truth) for i in range(len(occlusions))]
+    return [
+        Frame(i, f"frame_{i:05d}", root / "images" / f"frame_{i:05d}.png", camera, "train", truth)
+        for i in range(len(occlusions))
+    ]
 
 
 def _nearest_class(extractor, features, class_names) -> np.ndarray:
@@ -292,7 +323,9 @@ def test_mask_features_mix_the_covered_classes(tmp_path):
     both = exact.encode_masks(np.zeros((16, 16, 3), np.uint8), SegmentMap(straddling, 1), frames[0])[0]
     scores = exact.encode_texts(["red mug", "ramen bowl", "blue book", "green apple"]) @ both
     assert abs(scores[0] - scores[1]) < 1e-5 and scores[0] > scores[2] + 0.1
-    empty = exact.encode_masks(np.zeros((16, 16, 3), np.uint8), SegmentMap(np.full((16, 16), -1, np.int32), 0), frames[0])
+    empty = exact.encode_masks(
+        np.zeros((16, 16, 3), np.uint8), SegmentMap(np.full((16, 16), -1, np.int32), 0), frames[0]
+    )
     assert empty.shape == (0, 512) and empty.dtype == np.float32
 
 
@@ -308,7 +341,9 @@ def test_confusion_rises_with_occlusion(tmp_path):
     clear, occluded = wrong[:150].mean(), wrong[150:].mean()
     assert clear < 0.12  # about confusion_base = 0.05
     assert occluded > clear + 0.2  # about 0.05 + 0.5 * 0.8 = 0.45
-    np.testing.assert_array_equal(features, np.concatenate([extractor.encode_masks(image, SegmentMap(left, 1), f) for f in frames]))
+    np.testing.assert_array_equal(
+        features, np.concatenate([extractor.encode_masks(image, SegmentMap(left, 1), f) for f in frames])
+    )
     reseeded = SimulatedFeatureExtractor(seed=1).encode_masks(image, SegmentMap(left, 1), frames[0])
     assert not np.allclose(reseeded, features[:1])
 
@@ -351,7 +386,27 @@ def test_cli_command(tmp_path):
     app = typer.Typer()
     app.command()(synth)
     app.command("other")(lambda: None)  # more than one command: the name "synth" is required, as in cclgs
-    result = CliRunner().invoke(app, ["synth", str(tmp_path / "w"), "--seed", "2", "--width", "32", "--height", "32", "--train-views", "2", "--test-views", "1", "--objects", "2", "--cameras", "hemisphere"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "synth",
+            str(tmp_path / "w"),
+            "--seed",
+            "2",
+            "--width",
+            "32",
+            "--height",
+            "32",
+            "--train-views",
+            "2",
+            "--test-views",
+            "1",
+            "--objects",
+            "2",
+            "--cameras",
+            "hemisphere",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "simulation" in result.output and (tmp_path / "w" / "transforms.json").is_file()
     defaults = {name: p.default for name, p in inspect.signature(generate_world).parameters.items()}

@@ -44,7 +44,18 @@ def installed_example(tmp_path_factory) -> Path:
     (root / "tests" / "test_gridcell.py").write_text(examples["test_gridcell.py"])
     site = root / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(site), str(project)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(project),
+        ],
         check=True,
         capture_output=True,
         env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
@@ -82,9 +93,22 @@ def test_contract_suite_via_cli_and_pytest(installed_example, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 passed" in result.stdout
     test_file = installed_example.parent / "tests" / "test_gridcell.py"
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(installed_example), os.environ.get("PYTHONPATH", "")])}
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(installed_example), os.environ.get("PYTHONPATH", "")]),
+    }
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(test_file.parent), str(test_file)],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(test_file.parent),
+            str(test_file),
+        ],
         capture_output=True,
         text=True,
         env=environment,

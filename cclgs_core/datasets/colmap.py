@@ -57,7 +57,9 @@ def _parse(path: Path, reader: Any) -> Any:
     try:
         return reader(str(path))
     except Exception as error:  # struct.error, ValueError, IndexError, UnicodeDecodeError on corrupt files
-        raise DataError(f"{path}: cannot parse this COLMAP file ({type(error).__name__}: {error}); re-export the model") from None
+        raise DataError(
+            f"{path}: cannot parse this COLMAP file ({type(error).__name__}: {error}); re-export the model"
+        ) from None
 
 
 def read_colmap_points(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -77,7 +79,9 @@ def read_colmap_points(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def _camera(source: Path, model: Any, pose: np.ndarray) -> Camera:
     if model.model not in _FOCALS_PRINCIPAL:
-        raise DataError(f"{source}: camera {model.id} uses model {model.model}, which is not pinhole; {_UNDISTORT_HINT}")
+        raise DataError(
+            f"{source}: camera {model.id} uses model {model.model}, which is not pinhole; {_UNDISTORT_HINT}"
+        )
     params = np.asarray(model.params, dtype=np.float64)
     (fx_index, fy_index), (cx_index, cy_index) = _FOCALS_PRINCIPAL[model.model]
     distortion = np.delete(params, sorted({fx_index, fy_index, cx_index, cy_index}))
@@ -89,7 +93,13 @@ def _camera(source: Path, model: Any, pose: np.ndarray) -> Camera:
     if not np.all(np.isfinite(params)):
         raise DataError(f"{source}: camera {model.id} has non-finite parameters {params.tolist()}")
     return Camera(
-        pose, params[fx_index], params[fy_index], params[cx_index], params[cy_index], int(model.width), int(model.height)
+        pose,
+        params[fx_index],
+        params[fy_index],
+        params[cx_index],
+        params[cy_index],
+        int(model.width),
+        int(model.height),
     )
 
 
@@ -128,7 +138,9 @@ def load_colmap(root: Path, downscale: int = 1) -> Scene:
     cameras = []
     for image in ordered:
         if image.camera_id not in camera_models:
-            raise DataError(f"{images_file}: image {image.name} uses camera {image.camera_id}, missing from {cameras_file.name}")
+            raise DataError(
+                f"{images_file}: image {image.name} uses camera {image.camera_id}, missing from {cameras_file.name}"
+            )
         cameras.append(_camera(cameras_file, camera_models[image.camera_id], _camera_to_world(images_file, image)))
     check_images(images_file, image_paths, cameras)
     names = frame_names(images_file, [image.name for image in ordered])

@@ -66,7 +66,9 @@ def check_unique(source: Path, image_paths: list[Path]) -> None:
     resolved = [os.path.normpath(path) for path in image_paths]
     duplicated = [path for path, count in Counter(resolved).items() if count > 1]
     if duplicated:
-        raise DataError(f"{source}: image {duplicated[0]} is listed by more than one frame; remove the duplicate frames")
+        raise DataError(
+            f"{source}: image {duplicated[0]} is listed by more than one frame; remove the duplicate frames"
+        )
 
 
 def check_images(source: Path, image_paths: list[Path], cameras: list[Camera]) -> None:

@@ -104,7 +104,9 @@ def load_lerf_ovs(scene_dir: Path, label_dir: Path | None = None, downscale: int
     scene = load_colmap(scene_dir, downscale)
     label_dir = Path(label_dir) if label_dir is not None else default_label_dir(scene_dir)
     if not label_dir.is_dir():
-        raise DataError(f"{label_dir}: LERF-OVS label folder not found; pass label_dir or place labels in label/<scene>/")
+        raise DataError(
+            f"{label_dir}: LERF-OVS label folder not found; pass label_dir or place labels in label/<scene>/"
+        )
     labels = {path.stem: path for path in sorted(label_dir.glob("*.json"))}
     if not labels:
         raise DataError(f"{label_dir}: no frame_XXXXX.json label files")
@@ -117,7 +119,9 @@ def load_lerf_ovs(scene_dir: Path, label_dir: Path | None = None, downscale: int
     return scene
 
 
-def write_ovs_labels(path: Path, image_name: str, width: int, height: int, objects: list[tuple[str, np.ndarray]]) -> None:
+def write_ovs_labels(
+    path: Path, image_name: str, width: int, height: int, objects: list[tuple[str, np.ndarray]]
+) -> None:
     """Write an ISAT label file of (category, (V, 2) open polygon in pixels) pairs; boxes and areas are derived."""
     entries = []
     for group, (category, polygon) in enumerate(objects, start=1):
@@ -136,5 +140,13 @@ def write_ovs_labels(path: Path, image_name: str, width: int, height: int, objec
                 "note": "",
             }
         )
-    info = {"description": "ISAT", "folder": "", "name": image_name, "width": width, "height": height, "depth": 3, "note": ""}
+    info = {
+        "description": "ISAT",
+        "folder": "",
+        "name": image_name,
+        "width": width,
+        "height": height,
+        "depth": 3,
+        "note": "",
+    }
     atomic_write_text(Path(path), json.dumps({"info": info, "objects": entries}, indent=4))

@@ -79,7 +79,11 @@ def read_classes(path: Path) -> list[SceneClass]:
         raise DataError(f'{path}: expected {{"classes": [{{"id": 0, "name": ..., "query": ...}}, ...]}}')
     classes = []
     for position, entry in enumerate(entries):
-        if not isinstance(entry, dict) or not isinstance(entry.get("id"), int) or not isinstance(entry.get("name"), str):
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("id"), int)
+            or not isinstance(entry.get("name"), str)
+        ):
             raise DataError(f"{path}: class entry {position} needs an integer 'id' and a string 'name'")
         query = entry.get("query", entry["name"])
         if not isinstance(query, str):
@@ -87,7 +91,9 @@ def read_classes(path: Path) -> list[SceneClass]:
         classes.append(SceneClass(entry["id"], entry["name"], query))
     classes.sort(key=lambda item: item.id)
     if [item.id for item in classes] != list(range(len(classes))):
-        raise DataError(f"{path}: class ids are {[item.id for item in classes]}; they must be 0..{len(classes) - 1}, each once")
+        raise DataError(
+            f"{path}: class ids are {[item.id for item in classes]}; they must be 0..{len(classes) - 1}, each once"
+        )
     return classes
 
 
@@ -116,7 +122,9 @@ def _camera(source: Path, meta: dict, frame: dict, where: str) -> Camera:
     except (TypeError, ValueError):
         raise DataError(f"{source}: {where} has non-numeric distortion parameters") from None
     if any(value != 0.0 for value in distortion):
-        raise DataError(f"{source}: {where} has lens distortion {distortion}; cclgs needs pinhole images: {_UNDISTORT_HINT}")
+        raise DataError(
+            f"{source}: {where} has lens distortion {distortion}; cclgs needs pinhole images: {_UNDISTORT_HINT}"
+        )
 
     pose = rigid_pose(source, f"{where} transform_matrix", frame.get("transform_matrix"))
     return Camera(pose @ OPENGL_TO_OPENCV, fx, fy, cx, cy, width, height)
@@ -178,7 +186,9 @@ def load_nerfstudio(path: Path, downscale: int = 1) -> Scene:
 
     image_paths = [data_dir / file_path for file_path, _, _ in records]
     check_unique(source, image_paths)
-    cameras = [_camera(source, meta, frame, f"frames[{position}] ({file_path})") for file_path, position, frame in records]
+    cameras = [
+        _camera(source, meta, frame, f"frames[{position}] ({file_path})") for file_path, position, frame in records
+    ]
     check_images(source, image_paths, cameras)
     splits = _splits(source, meta, data_dir, image_paths)
     names = frame_names(source, [file_path for file_path, _, _ in records])

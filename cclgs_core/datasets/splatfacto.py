@@ -25,7 +25,6 @@ the Gaussians land in the frame that ``load_scene`` returns for that transforms.
 from __future__ import annotations
 
 import importlib
-
 import re
 from pathlib import Path
 from typing import Literal
@@ -49,7 +48,9 @@ def find_checkpoint(path: Path) -> Path:
     folder = path / "nerfstudio_models" if (path / "nerfstudio_models").is_dir() else path
     steps = {int(match.group(1)): child for child in folder.glob("step-*.ckpt") if (match := _STEP.match(child.name))}
     if not steps:
-        raise DataError(f"{path}: no nerfstudio checkpoint (nerfstudio_models/step-*.ckpt); pass the run folder or a .ckpt file")
+        raise DataError(
+            f"{path}: no nerfstudio checkpoint (nerfstudio_models/step-*.ckpt); pass the run folder or a .ckpt file"
+        )
     return steps[max(steps)]
 
 
@@ -148,7 +149,9 @@ def to_data_frame(gaussians: Gaussians, dataparser_transforms: Path, transforms_
     if transforms_json is not None:
         meta = read_json(Path(transforms_json))
         if isinstance(meta, dict) and "applied_transform" in meta:
-            applied_rotation, applied_translation = _rigid(transforms_json, "applied_transform", meta["applied_transform"])
+            applied_rotation, applied_translation = _rigid(
+                transforms_json, "applied_transform", meta["applied_transform"]
+            )
             result = transform_gaussians(result, applied_rotation, applied_translation)
     return result
 
@@ -176,7 +179,9 @@ def transform_gaussians(gaussians: Gaussians, linear: np.ndarray, translation: n
         raise ValueError("transform_gaussians needs a positive scale times a rotation")
     dtype, device = gaussians.means.dtype, gaussians.means.device
     linear_t = torch.as_tensor(linear, dtype=torch.float64)
-    means = gaussians.means.double() @ linear_t.T.to(device) + torch.as_tensor(translation, dtype=torch.float64, device=device)
+    means = gaussians.means.double() @ linear_t.T.to(device) + torch.as_tensor(
+        translation, dtype=torch.float64, device=device
+    )
     quats = _quat_multiply(_rotation_to_quat(rotation).to(device), gaussians.quats.double())
     return Gaussians(
         means=means.to(dtype),

@@ -66,10 +66,14 @@ def load_3dovs(scene_dir: Path, downscale: int = 1) -> Scene:
             raise DataError(f"{folder}: labels image {image}, which the COLMAP model of {scene_dir} does not register")
         missing = [name for name in classes if not (folder / f"{name}.png").is_file()]
         if missing:
-            raise DataError(f"{folder}: no mask {missing[0]}.png; every class of classes.txt needs a mask in every labelled view")
+            raise DataError(
+                f"{folder}: no mask {missing[0]}.png; every class of classes.txt needs a mask in every labelled view"
+            )
         position = by_image[image]
         frame = scene.frames[position]
-        scene.frames[position] = replace(frame, split="test", ground_truth={**frame.ground_truth, "class_masks": folder})
+        scene.frames[position] = replace(
+            frame, split="test", ground_truth={**frame.ground_truth, "class_masks": folder}
+        )
     scene.class_names = tuple(classes)
     return scene
 

@@ -80,7 +80,11 @@ def contract_scene(kind: str, device: str = "cpu", seed: int = 0) -> Gaussians:
         eye = torch.tensor([0.4, -0.3, -3.0])
         forward = -eye / eye.norm()
         behind = torch.arange(count) % 3 == 0
-        means[behind] = eye + forward * (-0.5 - torch.rand(int(behind.sum()), 1, generator=generator)) + 0.2 * normal(int(behind.sum()), 3)
+        means[behind] = (
+            eye
+            + forward * (-0.5 - torch.rand(int(behind.sum()), 1, generator=generator))
+            + 0.2 * normal(int(behind.sum()), 3)
+        )
         at_near = torch.arange(count) % 3 == 1
         means[at_near] = eye + forward * torch.tensor([0.005, 0.02, 0.3])[torch.arange(int(at_near.sum())) % 3][:, None]
     elif kind == "off_screen":
@@ -186,8 +190,14 @@ class FieldBackendContract:
             value, wanted = getattr(actual, name), getattr(expected, name)
             assert tuple(value.shape) == shape, f"{name} has shape {tuple(value.shape)}, expected {shape}"
             assert value.is_floating_point(), f"{name} has dtype {value.dtype}"
-            difference = (value.detach().float().cpu() - wanted.detach().float().cpu()).abs().max().item() if value.numel() else 0.0
-            assert difference <= self.forward_atol, f"{name} differs from the reference by {difference:.3g} > {self.forward_atol}"
+            difference = (
+                (value.detach().float().cpu() - wanted.detach().float().cpu()).abs().max().item()
+                if value.numel()
+                else 0.0
+            )
+            assert difference <= self.forward_atol, (
+                f"{name} differs from the reference by {difference:.3g} > {self.forward_atol}"
+            )
 
     def assert_gradients_close(self, actual: torch.Tensor | None, expected: torch.Tensor, name: str) -> None:
         assert actual is not None, f"no gradient reached {name}"
@@ -230,8 +240,12 @@ class FieldBackendContract:
         gaussians = _with_gradients(contract_scene(kind, device))
         features = _features(len(gaussians), device).requires_grad_(True)
         inputs = _geometry(gaussians) + [features]
-        actual = torch.autograd.grad(_probe_loss(backend.render(gaussians, features, camera)), inputs, allow_unused=True)
-        expected = torch.autograd.grad(_probe_loss(reference_render(gaussians, features, camera)), inputs, allow_unused=True)
+        actual = torch.autograd.grad(
+            _probe_loss(backend.render(gaussians, features, camera)), inputs, allow_unused=True
+        )
+        expected = torch.autograd.grad(
+            _probe_loss(reference_render(gaussians, features, camera)), inputs, allow_unused=True
+        )
         names = ("means", "quats", "log_scales", "opacity_logits", "features")
         for name, tensor, got, wanted in zip(names, inputs, actual, expected):
             got = torch.zeros_like(tensor) if got is None else got  # unused: no Gaussian is drawn

@@ -179,7 +179,9 @@ class CompressorContract(_ContractBase):
         loss = component.loss(outputs, targets)
         assert loss.ndim == 0 and torch.isfinite(loss)
         loss.backward()
-        assert any(p.grad is not None and torch.any(p.grad != 0) for p in head.parameters()), "the loss must train the head"
+        assert any(p.grad is not None and torch.any(p.grad != 0) for p in head.parameters()), (
+            "the loss must train the head"
+        )
         decoded = component.decode(outputs.detach())
         dim = features[0].shape[1]
         assert tuple(decoded.shape) == (5, dim)

@@ -61,11 +61,19 @@ def make_tiny_scene(directory: Path, frames: int = 3, height: int = 40, width: i
     write_gaussians(gaussians_path, tiny_gaussians())
     opengl = np.diag([1.0, -1.0, -1.0, 1.0])  # OpenCV -> OpenGL camera axes
     transforms = {
-        "fl_x": width * 1.1, "fl_y": width * 1.1, "cx": width / 2, "cy": height / 2, "w": width, "h": height,
+        "fl_x": width * 1.1,
+        "fl_y": width * 1.1,
+        "cx": width / 2,
+        "cy": height / 2,
+        "w": width,
+        "h": height,
         "camera_model": "OPENCV",
         "gaussians_file_path": gaussians_path.name,
         "frames": [
-            {"file_path": f"images/{f.image_path.name}", "transform_matrix": (f.camera.camera_to_world @ opengl).tolist()}
+            {
+                "file_path": f"images/{f.image_path.name}",
+                "transform_matrix": (f.camera.camera_to_world @ opengl).tolist(),
+            }
             for f in result
         ],
     }

@@ -50,9 +50,13 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
-    strict_plugins: bool = typer.Option(False, "--strict-plugins", help="Fail on any broken plugin instead of skipping it."),
+    strict_plugins: bool = typer.Option(
+        False, "--strict-plugins", help="Fail on any broken plugin instead of skipping it."
+    ),
 ) -> None:
     _State.debug = debug
     if strict_plugins:
@@ -87,7 +91,13 @@ def plugins_list(ctx: typer.Context) -> None:
     for plugin in registry.plugins():
         if plugin.status != "ok":
             colour = "red" if plugin.status == "broken" else "yellow"
-            table.add_row("", "", plugin.name, f"{plugin.distribution} {plugin.version}", f"[{colour}]{plugin.status}[/]: {plugin.reason}")
+            table.add_row(
+                "",
+                "",
+                plugin.name,
+                f"{plugin.distribution} {plugin.version}",
+                f"[{colour}]{plugin.status}[/]: {plugin.reason}",
+            )
     Console(width=max(100, Console().width)).print(table)
 
 
@@ -120,7 +130,9 @@ def config_show(
 
 @app.command("preprocess")
 def preprocess(
-    scene: Path = typer.Argument(..., help="Scene folder (nerfstudio transforms.json, COLMAP sparse/0 or LERF-OVS layout)."),
+    scene: Path = typer.Argument(
+        ..., help="Scene folder (nerfstudio transforms.json, COLMAP sparse/0 or LERF-OVS layout)."
+    ),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML run config."),
     override: list[str] = typer.Option([], "--set", help="Override as section.key=value, repeatable."),
     run: Optional[Path] = typer.Option(None, help="Run directory for the cache and results [default: SCENE/cclgs]."),
@@ -148,11 +160,15 @@ def preprocess(
 
 @app.command("train")
 def train(
-    scene: Path = typer.Argument(..., help="Scene folder (nerfstudio transforms.json, COLMAP sparse/0 or LERF-OVS layout)."),
+    scene: Path = typer.Argument(
+        ..., help="Scene folder (nerfstudio transforms.json, COLMAP sparse/0 or LERF-OVS layout)."
+    ),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML run config."),
     override: list[str] = typer.Option([], "--set", help="Override as section.key=value, repeatable."),
     run: Optional[Path] = typer.Option(None, help="Run directory for the cache and results [default: SCENE/cclgs]."),
-    gaussians: Optional[Path] = typer.Option(None, help="3DGS .ply to train on [default: the scene's gaussians_file_path]."),
+    gaussians: Optional[Path] = typer.Option(
+        None, help="3DGS .ply to train on [default: the scene's gaussians_file_path]."
+    ),
     downscale: int = typer.Option(1, help="Divide image resolution by this factor."),
     protocol: str = typer.Option("heldout", help=_PROTOCOL_HELP),
 ) -> None:

@@ -15,8 +15,8 @@ def demo(
 ) -> None:
     """Generate a synthetic world, preprocess, train the field on the CPU with CCL, the plain
     codebook and LangSplat's autoencoder, and compare them on held-out views."""
-    from cclgs_cli.progress import progress_bar
     from cclgs_cli.demo_runs import run_demo
+    from cclgs_cli.progress import progress_bar
 
     typer.echo("cclgs demo on the synthetic benchmark (a simulation: simulated masks and vision-language features)")
     with progress_bar() as progress:

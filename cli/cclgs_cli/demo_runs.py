@@ -104,7 +104,9 @@ def run_methods(
         scene_report, protocol = evaluate_run(run_dir, "synthetic", report_dir, name=slug(method))
         report = Report("synthetic", protocol, [scene_report], scene_report.miou, scene_report.localization)
         _, markdown = write_report(report, report_dir)
-        results.append(DemoResult(method, scene_report.miou, scene_report.localization, markdown, time.perf_counter() - start))
+        results.append(
+            DemoResult(method, scene_report.miou, scene_report.localization, markdown, time.perf_counter() - start)
+        )
     return results
 
 
@@ -134,7 +136,9 @@ def write_summary(results: list[DemoResult], out: Path, seed: int, iterations: i
     ]
     for result in results:
         localization = f"{100 * result.localization:.1f}" if result.localization is not None else "n/a"
-        lines.append(f"| {result.method} | {100 * result.miou:.1f} | {localization} | [{result.method}]({result.report.relative_to(out).as_posix()}) |")
+        lines.append(
+            f"| {result.method} | {100 * result.miou:.1f} | {localization} | [{result.method}]({result.report.relative_to(out).as_posix()}) |"
+        )
     summary = out / "demo.md"
     atomic_write_text(summary, "\n".join(lines) + "\n")
     atomic_write_text(

@@ -16,9 +16,13 @@ _RUNS = typer.Argument(..., help="Run directories of `cclgs train` (one per scen
 _OUT = typer.Option(None, help="Report folder (default: cclgs_eval/<benchmark>_<protocol>).")
 _BACKEND = typer.Option(None, help="Field backend to render with (default: each run's).")
 _SCENE = typer.Option(
-    [], "--scene", help="Evaluate against this copy of the scene instead of the run's (same cameras and frame names), one per run."
+    [],
+    "--scene",
+    help="Evaluate against this copy of the scene instead of the run's (same cameras and frame names), one per run.",
 )
-_DOWNSCALE = typer.Option(None, help="Resolution divisor of --scene (default: the run's own downscale for its scene, else 1).")
+_DOWNSCALE = typer.Option(
+    None, help="Resolution divisor of --scene (default: the run's own downscale for its scene, else 1)."
+)
 
 
 @eval_app.command("lerf")
@@ -59,7 +63,12 @@ def synthetic(
 
 
 def _evaluate(
-    benchmark: str, runs: list[Path], out: Optional[Path], backend: Optional[str], scenes: list[Path], downscale: Optional[int]
+    benchmark: str,
+    runs: list[Path],
+    out: Optional[Path],
+    backend: Optional[str],
+    scenes: list[Path],
+    downscale: Optional[int],
 ) -> None:
     import shutil
 
@@ -71,7 +80,9 @@ def _evaluate(
     if (out_dir / "pictures").exists():
         shutil.rmtree(out_dir / "pictures")
     with progress_bar() as progress:
-        report = evaluate_runs(runs, benchmark, out_dir, backend, progress=progress, scene_paths=scenes, downscale=downscale)
+        report = evaluate_runs(
+            runs, benchmark, out_dir, backend, progress=progress, scene_paths=scenes, downscale=downscale
+        )
     json_path, markdown_path = write_report(report, out_dir)
     _print_table(report)
     typer.echo(f"report: {markdown_path}\njson:   {json_path}")
@@ -90,5 +101,7 @@ def _print_table(report) -> None:
     for scene in report.scenes:
         row = [scene.name, str(scene.frames), str(scene.trained_on), percent(scene.miou)]
         table.add_row(*row, *((percent(scene.localization),) if localization else ()))
-    table.add_row("mean", "", "", percent(report.miou), *((percent(report.localization),) if localization else ()), style="bold")
+    table.add_row(
+        "mean", "", "", percent(report.miou), *((percent(report.localization),) if localization else ()), style="bold"
+    )
     Console(width=max(100, Console().width)).print(table)

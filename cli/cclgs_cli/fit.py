@@ -9,8 +9,12 @@ import typer
 
 
 def fit(
-    scene: Path = typer.Argument(..., help="Scene folder with posed images and sparse points (transforms.json or COLMAP)."),
-    out: Optional[Path] = typer.Option(None, help="Where to write the fitted 3DGS .ply [default: SCENE/cclgs/fitted_gaussians.ply]."),
+    scene: Path = typer.Argument(
+        ..., help="Scene folder with posed images and sparse points (transforms.json or COLMAP)."
+    ),
+    out: Optional[Path] = typer.Option(
+        None, help="Where to write the fitted 3DGS .ply [default: SCENE/cclgs/fitted_gaussians.ply]."
+    ),
     steps: int = typer.Option(3000, help="Optimisation steps."),
     max_seconds: float = typer.Option(0.0, help="Time budget in seconds (0: none)."),
     backend: str = typer.Option("torch", help="Differentiable field backend that renders the views."),
@@ -36,7 +40,13 @@ def fit(
     loaded = load_scene(scene, downscale=downscale)
     points, colours = load_points(loaded)
     config = FitConfig(steps=steps, max_seconds=max_seconds, backend=backend, background=colour, seed=seed)
-    with Progress(TextColumn("fitting"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"), TimeElapsedColumn()) as progress:
+    with Progress(
+        TextColumn("fitting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+    ) as progress:
         task = progress.add_task("fit", total=steps, status="")
 
         def on_step(entry: dict[str, float]) -> None:
@@ -51,4 +61,6 @@ def fit(
     if loaded.split("test"):
         renderer = get_registry().create("field_backend", backend)
         scores = evaluate(renderer, result.gaussians, loaded.split("test"), colour)
-        typer.echo(f"held-out PSNR: mean {sum(scores) / len(scores):.2f} dB, min {min(scores):.2f} dB over {len(scores)} test views")
+        typer.echo(
+            f"held-out PSNR: mean {sum(scores) / len(scores):.2f} dB, min {min(scores):.2f} dB over {len(scores)} test views"
+        )

@@ -9,7 +9,14 @@ from typing import Callable, Iterator
 @contextmanager
 def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
     """Yields ``update(stage, done, total)``; one bar per stage name."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()

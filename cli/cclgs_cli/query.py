@@ -9,13 +9,19 @@ import typer
 
 
 def query(
-    run: Path = typer.Argument(..., help="Run directory of `cclgs train` (default SCENE/cclgs) or a semantic_field.pt."),
+    run: Path = typer.Argument(
+        ..., help="Run directory of `cclgs train` (default SCENE/cclgs) or a semantic_field.pt."
+    ),
     text: list[str] = typer.Option(..., "--text", "-t", help="Text query, repeatable."),
     view: list[str] = typer.Option([], "--view", help="Frame name to render (e.g. frame_00003), repeatable."),
     all_views: bool = typer.Option(False, "--all", help="Every frame of --split."),
     split: str = typer.Option("test", help="Split the views are taken from: train or test."),
-    threshold: float = typer.Option(0.5, help="Relevance above which a pixel (or Gaussian) is selected; 0.5 = no better than 'object'."),
-    export_ply: Optional[Path] = typer.Option(None, "--export-ply", help="Write the Gaussians the (single) query selects as a 3DGS .ply."),
+    threshold: float = typer.Option(
+        0.5, help="Relevance above which a pixel (or Gaussian) is selected; 0.5 = no better than 'object'."
+    ),
+    export_ply: Optional[Path] = typer.Option(
+        None, "--export-ply", help="Write the Gaussians the (single) query selects as a 3DGS .ply."
+    ),
     out: Optional[Path] = typer.Option(None, help="Output folder for the PNGs (default: RUN/queries)."),
     scene: Optional[Path] = typer.Option(None, help="Scene to render (default: the run's, from run.json)."),
     backend: Optional[str] = typer.Option(None, help="Field backend to render with (default: the run's)."),
@@ -44,4 +50,6 @@ def query(
             )
     if export_ply is not None:
         count, level = export_selection(opened.engine, text[0], export_ply, threshold)
-        typer.echo(f"{count} of {len(opened.engine.gaussians)} Gaussians selected for {text[0]!r} (level {level}) -> {export_ply}")
+        typer.echo(
+            f"{count} of {len(opened.engine.gaussians)} Gaussians selected for {text[0]!r} (level {level}) -> {export_ply}"
+        )

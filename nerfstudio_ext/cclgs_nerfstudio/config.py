@@ -98,10 +98,12 @@ def _trainer_config() -> TrainerConfig:
             "semantic_features": _adam(1e-3),
             "semantic_heads": _adam(1e-3),
             "camera_opt": _adam(
-                1e-4, ExponentialDecaySchedulerConfig(lr_final=5e-7, max_steps=30000, warmup_steps=1000, lr_pre_warmup=0)
+                1e-4,
+                ExponentialDecaySchedulerConfig(lr_final=5e-7, max_steps=30000, warmup_steps=1000, lr_pre_warmup=0),
             ),
             "bilateral_grid": _adam(
-                2e-3, ExponentialDecaySchedulerConfig(lr_final=1e-4, max_steps=30000, warmup_steps=1000, lr_pre_warmup=0)
+                2e-3,
+                ExponentialDecaySchedulerConfig(lr_final=1e-4, max_steps=30000, warmup_steps=1000, lr_pre_warmup=0),
             ),
         },
         viewer=ViewerConfig(num_rays_per_chunk=1 << 15),

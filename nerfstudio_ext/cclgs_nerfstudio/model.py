@@ -95,7 +95,9 @@ def view_targets(view: Any, height: int, width: int) -> dict:
     }
 
 
-def views_by_image_index(image_filenames: Sequence[Path], frames: Sequence[Any], views: Sequence[Any], scene: Path) -> dict:
+def views_by_image_index(
+    image_filenames: Sequence[Path], frames: Sequence[Any], views: Sequence[Any], scene: Path
+) -> dict:
     """Training image index -> FieldView of the cclgs frame with the same file name (without suffix).
 
     Images with no such frame get no semantic loss; DataError if none matches at all.
@@ -104,9 +106,13 @@ def views_by_image_index(image_filenames: Sequence[Path], frames: Sequence[Any],
     for frame, view in zip(frames, views):
         name = Path(frame.image_path).stem
         if name in by_name:
-            raise DataError(f"{scene}: two frames have images named {name!r}; file names must be unique to match nerfstudio's images")
+            raise DataError(
+                f"{scene}: two frames have images named {name!r}; file names must be unique to match nerfstudio's images"
+            )
         by_name[name] = view
-    matched = {index: by_name[Path(path).stem] for index, path in enumerate(image_filenames) if Path(path).stem in by_name}
+    matched = {
+        index: by_name[Path(path).stem] for index, path in enumerate(image_filenames) if Path(path).stem in by_name
+    }
     if image_filenames and not matched:
         raise DataError(
             f"{scene}: none of nerfstudio's training images ({Path(image_filenames[0]).name}, ...) has the file name of a "
@@ -233,7 +239,9 @@ class CclgsModel(SplatfactoModel):
             prepared = prepare_field_targets(scene, run_config, run_dir, registry, progress=_log_progress)
             compressors = prepared.compressors
             self._views = views_by_image_index(image_filenames, prepared.frames, prepared.views, data_dir)
-            CONSOLE.log(f"cclgs: semantic targets for {len(self._views)} of {len(image_filenames)} training images ({run_dir})")
+            CONSOLE.log(
+                f"cclgs: semantic targets for {len(self._views)} of {len(image_filenames)} training images ({run_dir})"
+            )
         else:
             compressors = {level: run_config.create("compressor", registry) for level in LEVELS}
         self.run_config = run_config
@@ -242,14 +250,18 @@ class CclgsModel(SplatfactoModel):
         generator = torch.Generator().manual_seed(run_config.seed)
         features = 0.1 * torch.randn(self.num_points, self.semantic.channels, generator=generator)  # (N, C)
         self.gauss_params["semantic_features"] = Parameter(features.to(self.device))
-        self.query_text = ViewerText("cclgs query", "", hint="Text query; adds a relevance_<level> output per mask level")
+        self.query_text = ViewerText(
+            "cclgs query", "", hint="Text query; adds a relevance_<level> output per mask level"
+        )
 
     def _build_heads(self) -> None:
         """Fresh decoder heads sized by the compressors' current output sizes. The SemanticField's
         own feature table is empty: the per-Gaussian features live in ``gauss_params``."""
         train = self.run_config.train
         compressors = self.compressor_states.compressors
-        self.semantic = SemanticField(0, compressors, field_dim=train.field_dim, seed=self.run_config.seed).to(self.device)
+        self.semantic = SemanticField(0, compressors, field_dim=train.field_dim, seed=self.run_config.seed).to(
+            self.device
+        )
 
     def load_state_dict(self, state_dict, **kwargs):  # type: ignore[override]
         """Restore the fitted compressors first, so that heads whose size depends on the fit (a
@@ -363,7 +375,9 @@ class CclgsModel(SplatfactoModel):
             outputs["semantic"] = self.semantic_features.new_zeros(height, width, self.semantic.channels)
             return outputs
         gaussians, features = self._gaussians(crop_ids)
-        rendered = self.field_backend().render(gaussians, torch.cat([self._colours(gaussians, view), features], dim=1), view)
+        rendered = self.field_backend().render(
+            gaussians, torch.cat([self._colours(gaussians, view), features], dim=1), view
+        )
         if self.training and self.step < self.strategy.refine_stop_iter:
             missing = [name for name in _DENSIFY_EXTRAS if name not in rendered.extras]
             if missing:
@@ -374,7 +388,9 @@ class CclgsModel(SplatfactoModel):
                 )
             self.info = {name: rendered.extras[name] for name in _DENSIFY_EXTRAS}
             self.info.update(width=width, height=height, n_cameras=1)
-            self.strategy.step_pre_backward(self.gauss_params, self.optimizers, self.strategy_state, self.step, self.info)
+            self.strategy.step_pre_backward(
+                self.gauss_params, self.optimizers, self.strategy_state, self.step, self.info
+            )
         alpha = rendered.alpha[..., None]  # (H, W, 1)
         background = self._get_background_color()
         rgb = torch.clamp(rendered.features[..., :3] + (1 - alpha) * background, 0.0, 1.0)
@@ -419,7 +435,10 @@ class CclgsModel(SplatfactoModel):
         view = self._views.get(int(image_index))
         if view is None:
             return None
-        return {level: (valid.to(self.device), values.to(self.device)) for level, (valid, values) in view_targets(view, height, width).items()}
+        return {
+            level: (valid.to(self.device), values.to(self.device))
+            for level, (valid, values) in view_targets(view, height, width).items()
+        }
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, torch.Tensor]:
         loss_dict = super().get_loss_dict(outputs, batch, metrics_dict)

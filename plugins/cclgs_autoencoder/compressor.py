@@ -63,7 +63,10 @@ class AutoencoderCompressor:
         head_hidden: int = 64,
     ):
         checks = [
-            (len(encoder_dims) >= 1 and all(width >= 1 for width in encoder_dims), "encoder_dims must be positive widths"),
+            (
+                len(encoder_dims) >= 1 and all(width >= 1 for width in encoder_dims),
+                "encoder_dims must be positive widths",
+            ),
             (steps >= 1, "steps must be >= 1"),
             (batch_size >= 2, "batch_size must be >= 2 (BatchNorm needs two samples)"),
             (lr > 0, "lr must be > 0"),
@@ -130,7 +133,9 @@ class AutoencoderCompressor:
         features = np.asarray(features, dtype=np.float32)
         dim = network.encoder[0].in_features
         if features.ndim != 2 or features.shape[1] != dim:
-            raise DataError(f"features of shape {features.shape} do not match the autoencoder's dimension {dim}; the feature stage and the compressor disagree")
+            raise DataError(
+                f"features of shape {features.shape} do not match the autoencoder's dimension {dim}; the feature stage and the compressor disagree"
+            )
         if len(features) == 0:
             return np.zeros((0, self.output_size), dtype=np.float32)
         with torch.no_grad():
@@ -140,7 +145,9 @@ class AutoencoderCompressor:
         """(P, field_dim) rendered features -> (P, L) latents."""
         from torch import nn
 
-        return nn.Sequential(nn.Linear(field_dim, self.head_hidden), nn.ReLU(), nn.Linear(self.head_hidden, self.output_size))
+        return nn.Sequential(
+            nn.Linear(field_dim, self.head_hidden), nn.ReLU(), nn.Linear(self.head_hidden, self.output_size)
+        )
 
     def loss(self, outputs: "torch.Tensor", targets: "torch.Tensor") -> "torch.Tensor":
         """outputs, targets: (P, L) latents. Mean L1 distance, a scalar."""
@@ -168,7 +175,9 @@ class AutoencoderCompressor:
         network = LatentAutoencoder(int(first.shape[1]), self.encoder_dims)
         prefix = "network."
         try:
-            network.load_state_dict({key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)})
+            network.load_state_dict(
+                {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
+            )
         except RuntimeError as error:
             raise PluginError(
                 f"AutoencoderCompressor.load_state_dict: the cached network does not fit encoder_dims={self.encoder_dims} "

@@ -1,7 +1,7 @@
 """The "classical" mask generator: scikit-image segmentation at two scales, no weights."""
 
-from cclgs_core import hookimpl
 from cclgs_classical.generator import ClassicalMaskGenerator
+from cclgs_core import hookimpl
 
 
 @hookimpl

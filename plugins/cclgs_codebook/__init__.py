@@ -1,7 +1,7 @@
 """Contrastive codebook learning (CCL-LGS, docs/design.md, "Contrastive codebook") and its plain-codebook ablation."""
 
-from cclgs_core import hookimpl
 from cclgs_codebook.codebook import ContrastiveCodebook, PlainCodebook
+from cclgs_core import hookimpl
 
 __all__ = ["ContrastiveCodebook", "PlainCodebook"]
 

@@ -144,7 +144,9 @@ class ContrastiveCodebook:
         """(P, field_dim) rendered features -> (P, L) prototype logits."""
         from torch import nn
 
-        return nn.Sequential(nn.Linear(field_dim, self.head_hidden), nn.ReLU(), nn.Linear(self.head_hidden, self.output_size))
+        return nn.Sequential(
+            nn.Linear(field_dim, self.head_hidden), nn.ReLU(), nn.Linear(self.head_hidden, self.output_size)
+        )
 
     def loss(self, outputs: "torch.Tensor", targets: "torch.Tensor") -> "torch.Tensor":
         """outputs: (P, L) logits; targets: (P,) int64 prototype indices. Cross-entropy, a scalar."""
@@ -167,7 +169,9 @@ class ContrastiveCodebook:
 
         prototypes = state.get("prototypes")
         if prototypes is None or prototypes.ndim != 2 or prototypes.shape[0] < 1:
-            raise PluginError(f"{type(self).__name__}.load_state_dict needs 'prototypes' of shape (L, D); the cached state is not a codebook")
+            raise PluginError(
+                f"{type(self).__name__}.load_state_dict needs 'prototypes' of shape (L, D); the cached state is not a codebook"
+            )
         self._prototypes = F.normalize(prototypes.detach().float().cpu(), dim=1).contiguous()
 
 
@@ -240,13 +244,17 @@ def kmeans_plus_plus(features: np.ndarray, count: int, seed: int) -> np.ndarray:
 def _stack_views(features: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Per-view (M_t, D) features and (M_t,) labels -> (n, D) float32 unit rows, (n,) int64."""
     if len(features) != len(labels):
-        raise DataError(f"codebook fit got features of {len(features)} views but labels of {len(labels)}; re-run the tracking stage")
+        raise DataError(
+            f"codebook fit got features of {len(features)} views but labels of {len(labels)}; re-run the tracking stage"
+        )
     dims = {np.shape(view)[1] for view in features if np.ndim(view) == 2}
     if len(dims) != 1:
         raise DataError("codebook fit needs per-view (M, D) features of one D; re-run the feature stage")
     for index, (view, view_labels) in enumerate(zip(features, labels)):
         if len(view) != len(view_labels):
-            raise DataError(f"view {index}: {len(view)} features but {len(view_labels)} labels; re-run the tracking stage")
+            raise DataError(
+                f"view {index}: {len(view)} features but {len(view_labels)} labels; re-run the tracking stage"
+            )
     stacked = np.concatenate([np.asarray(view, dtype=np.float32) for view in features])
     if len(stacked) == 0:
         raise DataError("codebook fit got no features at all: every view has zero masks; check the mask stage")
@@ -258,7 +266,9 @@ def _as_features(features: np.ndarray, dim: int) -> np.ndarray:
     """(M, D) any float -> (M, D) float32 unit rows; DataError on a wrong D or a zero row."""
     features = np.asarray(features, dtype=np.float32)
     if features.ndim != 2 or features.shape[1] != dim:
-        raise DataError(f"features of shape {features.shape} do not match the codebook's dimension {dim}; the feature stage and the codebook disagree")
+        raise DataError(
+            f"features of shape {features.shape} do not match the codebook's dimension {dim}; the feature stage and the codebook disagree"
+        )
     norms = np.linalg.norm(features, axis=1, keepdims=True)
     if not np.all(np.isfinite(norms)) or np.any(norms == 0):
         raise DataError("features contain zero or non-finite rows; re-run the feature stage")

@@ -184,7 +184,9 @@ class CachedBackend:
             splats = project_splats(
                 gaussians.means, gaussians.quats, gaussians.scales, gaussians.opacities, camera, self.tile_size
             )
-            indices, weights, alpha, depth = top_weights(splats, camera, self.tile_size, self.batch_elements, self.top_k)
+            indices, weights, alpha, depth = top_weights(
+                splats, camera, self.tile_size, self.batch_elements, self.top_k
+            )
             matrix, transposed = blend_matrices(indices, weights, len(gaussians))
         uncovered = torch.clamp_min(alpha - weights.sum(dim=-1), 0.0)
         return CachedView(matrix=matrix, transposed=transposed, alpha=alpha, depth=depth, uncovered=uncovered)

@@ -103,15 +103,18 @@ def project_splats(
         )
         kept = torch.nonzero(keep).squeeze(1)
         kept = kept[torch.argsort(depths.detach()[kept])]
-        boxes = torch.stack(
-            [
-                first_x[kept].clamp(0, camera.width - 1),
-                last_x[kept].clamp(0, camera.width - 1),
-                first_y[kept].clamp(0, camera.height - 1),
-                last_y[kept].clamp(0, camera.height - 1),
-            ],
-            dim=1,
-        ).long() // tile_size
+        boxes = (
+            torch.stack(
+                [
+                    first_x[kept].clamp(0, camera.width - 1),
+                    last_x[kept].clamp(0, camera.width - 1),
+                    first_y[kept].clamp(0, camera.height - 1),
+                    last_y[kept].clamp(0, camera.height - 1),
+                ],
+                dim=1,
+            ).long()
+            // tile_size
+        )
         radii = torch.maximum(half_x[kept], half_y[kept]).to(means.dtype)
     return Splats(
         ids=kept,
@@ -220,7 +223,9 @@ def _local_geometry(rows: torch.Tensor, origins: torch.Tensor) -> tuple[torch.Te
     return mean_u, mean_v, rows[..., 2], rows[..., 3], rows[..., 4]
 
 
-def blend_weights(rows: torch.Tensor, origins: torch.Tensor, monomials: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def blend_weights(
+    rows: torch.Tensor, origins: torch.Tensor, monomials: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Alphas and transmittances of each tile's pixels against its Gaussians, front to back.
 
     rows (B, G, 6 + C') table rows [x, y, a, b, c, opacity, ...], origins (B, 2) tile corners,
@@ -320,7 +325,9 @@ def composite(splats: Splats, values: torch.Tensor, camera: Camera, tile_size: i
     tiles_x = math.ceil(width / tile_size)
     tiles_y = math.ceil(height / tile_size)
     dtype = splats.means2d.dtype
-    table = torch.cat([splats.means2d, splats.conics, splats.opacities[:, None], values.to(dtype)], dim=1)  # (V, 6 + C')
+    table = torch.cat(
+        [splats.means2d, splats.conics, splats.opacities[:, None], values.to(dtype)], dim=1
+    )  # (V, 6 + C')
     table = torch.cat([table, table.new_zeros(1, table.shape[1])])  # padding row
     monomials = pixel_monomials(tile_size, dtype, table.device)
     tile_ids, tile_outputs = [], []
@@ -395,11 +402,17 @@ def blend_matrices(indices: torch.Tensor, weights: torch.Tensor, count: int) -> 
     def csr(first: torch.Tensor, second: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-            matrix = torch.sparse_coo_tensor(
-                torch.stack([first, second]), values, size, check_invariants=True
-            ).coalesce().to_sparse_csr()
+            matrix = (
+                torch.sparse_coo_tensor(torch.stack([first, second]), values, size, check_invariants=True)
+                .coalesce()
+                .to_sparse_csr()
+            )
             return torch.sparse_csr_tensor(
-                matrix.crow_indices().int(), matrix.col_indices().int(), matrix.values(), size=size, check_invariants=True
+                matrix.crow_indices().int(),
+                matrix.col_indices().int(),
+                matrix.values(),
+                size=size,
+                check_invariants=True,
             )
 
     return csr(rows, columns, (pixels, count)), csr(columns, rows, (count, pixels))

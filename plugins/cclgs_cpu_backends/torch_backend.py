@@ -31,7 +31,9 @@ class TorchBackend:
         if tile_size < 1 or batch_elements < 1:
             from cclgs_core.errors import ConfigError
 
-            raise ConfigError(f"torch backend: tile_size and batch_elements must be positive, got {tile_size}, {batch_elements}")
+            raise ConfigError(
+                f"torch backend: tile_size and batch_elements must be positive, got {tile_size}, {batch_elements}"
+            )
         self.tile_size = tile_size
         self.batch_elements = batch_elements
 

@@ -77,9 +77,23 @@ class GsplatBackend:
             width = padded_channels(max(chunk.shape[1], 1))
             colours = torch.cat([chunk, chunk.new_zeros(chunk.shape[0], width - chunk.shape[1])], dim=1)
             image, alphas, meta = rasterization(
-                means, quats, scales, opacities, colours, view, intrinsics, camera.width, camera.height,
-                near_plane=NEAR_PLANE, far_plane=FAR_PLANE, eps2d=EPS_2D, packed=True, tile_size=self.tile_size,
-                render_mode="RGB+ED", rasterize_mode="classic", channel_chunk=width + 1,
+                means,
+                quats,
+                scales,
+                opacities,
+                colours,
+                view,
+                intrinsics,
+                camera.width,
+                camera.height,
+                near_plane=NEAR_PLANE,
+                far_plane=FAR_PLANE,
+                eps2d=EPS_2D,
+                packed=True,
+                tile_size=self.tile_size,
+                render_mode="RGB+ED",
+                rasterize_mode="classic",
+                channel_chunk=width + 1,
             )  # image (1, H, W, width + 1), alphas (1, H, W, 1)
             rendered.append(image[0, ..., : chunk.shape[1]])
             if alpha is None:

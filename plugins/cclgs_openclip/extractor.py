@@ -214,7 +214,7 @@ def masked_square_crops(
 
 
 def resolve_device(device: str) -> "torch.device":
-    """"auto" -> CUDA when available, else CPU; a named CUDA device must exist."""
+    """ "auto" -> CUDA when available, else CPU; a named CUDA device must exist."""
     import torch
 
     if device == "auto":
@@ -222,9 +222,13 @@ def resolve_device(device: str) -> "torch.device":
     try:
         resolved = torch.device(device)
     except RuntimeError:
-        raise ConfigError(f"feature_extractor 'openclip': device {device!r} is not a torch device; use auto, cpu or cuda") from None
+        raise ConfigError(
+            f"feature_extractor 'openclip': device {device!r} is not a torch device; use auto, cpu or cuda"
+        ) from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("feature_extractor 'openclip': device 'cuda' was asked for but CUDA is not available; use device = \"cpu\"")
+        raise ConfigError(
+            "feature_extractor 'openclip': device 'cuda' was asked for but CUDA is not available; use device = \"cpu\""
+        )
     return resolved
 
 
@@ -256,7 +260,9 @@ def resolve_checkpoint(model_name: str, pretrained: str) -> tuple[Path, dict[str
     try:
         downloaded = open_clip.download_pretrained(pretrained_cfg)
     except Exception as error:
-        raise PluginError(_download_advice(model_name, pretrained, source, f"{type(error).__name__}: {error}")) from error
+        raise PluginError(
+            _download_advice(model_name, pretrained, source, f"{type(error).__name__}: {error}")
+        ) from error
     if not downloaded:
         raise PluginError(_download_advice(model_name, pretrained, source, "open_clip returned no file"))
     return Path(downloaded), pretrained_cfg
@@ -266,7 +272,9 @@ def load_model(model_name: str, checkpoint: Path, pretrained_cfg: dict[str, Any]
     """Build ``model_name`` with the weights of ``checkpoint`` and the tag's preprocessing."""
     import open_clip
 
-    preprocess = {key: pretrained_cfg[key] for key in ("mean", "std", "interpolation", "resize_mode") if key in pretrained_cfg}
+    preprocess = {
+        key: pretrained_cfg[key] for key in ("mean", "std", "interpolation", "resize_mode") if key in pretrained_cfg
+    }
     try:
         return open_clip.create_model(
             model_name,
@@ -321,14 +329,16 @@ def _require_reachable(source: str, model_name: str, pretrained: str) -> None:
         return  # the server answered
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
-        raise PluginError(_download_advice(model_name, pretrained, source, f"{server} is unreachable: {reason}")) from None
+        raise PluginError(
+            _download_advice(model_name, pretrained, source, f"{server} is unreachable: {reason}")
+        ) from None
 
 
 def _download_advice(model_name: str, pretrained: str, source: str, reason: str) -> str:
     return (
         f"OpenCLIP weights {model_name} / {pretrained} are not in the local cache and could not be "
         f"downloaded ({reason}). Download them from {source} on a machine with internet and pass the "
-        "file's path: pretrained = \"/path/to/open_clip_pytorch_model.bin\" "
+        'file\'s path: pretrained = "/path/to/open_clip_pytorch_model.bin" '
         "(or allow_random_weights = true for a smoke run without meaningful features)."
     )
 

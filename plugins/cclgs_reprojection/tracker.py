@@ -194,7 +194,7 @@ class ReprojectionTracker:
         if path is None:
             raise DataError(
                 f"{scene.root}: the reprojection tracker needs the scene's Gaussians; set gaussians_file_path in "
-                "transforms.json or the tracker option gaussians = \"PATH.ply\""
+                'transforms.json or the tracker option gaussians = "PATH.ply"'
             )
         gaussians = read_gaussians(path)
         backend = get_registry().create("field_backend", self.renderer)
@@ -207,7 +207,9 @@ class ReprojectionTracker:
                 result.append((output.depth.numpy().astype(np.float64), output.alpha.numpy() >= self.min_alpha))
         return result
 
-    def _mask_points(self, segments: np.ndarray, depth: np.ndarray, valid: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.ndarray]:
+    def _mask_points(
+        self, segments: np.ndarray, depth: np.ndarray, valid: np.ndarray, camera: Camera
+    ) -> tuple[np.ndarray, np.ndarray]:
         """World points (P, 3) of one view's mask pixels with geometry, on a grid thinned to at
         most ``max_points_per_view`` pixels, and the (P,) int64 mask id of each."""
         height, width = segments.shape
@@ -260,7 +262,14 @@ class ReprojectionTracker:
         global_labels = cluster_links(a, b, iou, mask_view, self.min_views)  # (total,)
         return [global_labels[offsets[view] : offsets[view + 1]] for view in range(len(counts))]
 
-    def _containment(self, source: tuple[np.ndarray, np.ndarray], num_source: int, target: SegmentMap, target_depth, target_camera: Camera) -> np.ndarray:
+    def _containment(
+        self,
+        source: tuple[np.ndarray, np.ndarray],
+        num_source: int,
+        target: SegmentMap,
+        target_depth,
+        target_camera: Camera,
+    ) -> np.ndarray:
         """c(a -> b) for the masks of one view (points, ids from ``_mask_points``) into another.
         target_depth: (depth (H, W), valid (H, W)). Returns (num_source, M_target)."""
         world_points, mask_ids = source

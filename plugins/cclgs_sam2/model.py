@@ -47,7 +47,7 @@ def available_configs() -> list[str]:
 
 
 def resolve_device(component: str, device: str) -> str:
-    """"auto" -> "cuda" when available else "cpu"; "cuda" without a GPU is a ConfigError."""
+    """ "auto" -> "cuda" when available else "cpu"; "cuda" without a GPU is a ConfigError."""
     import torch
 
     if device == "auto":

@@ -20,7 +20,9 @@ from cclgs_core.types import UNLABELED, Frame, Scene, SegmentMap
 from cclgs_sam2.model import build_sam2_model, check_checkpoint, resolve_device
 
 
-def labels_from_propagation(segments: np.ndarray, count: int, propagated: np.ndarray, object_ids: Sequence[int], threshold: float) -> np.ndarray:
+def labels_from_propagation(
+    segments: np.ndarray, count: int, propagated: np.ndarray, object_ids: Sequence[int], threshold: float
+) -> np.ndarray:
     """Label the ``count`` masks of ``segments`` (H, W) by the propagated masks (O, H, W) bool.
 
     Returns (count,) int64: the object id whose propagated mask has the largest IoU with the

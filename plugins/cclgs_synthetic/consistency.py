@@ -106,7 +106,9 @@ def nearest_text(embeddings: np.ndarray, text_embeddings: np.ndarray) -> np.ndar
     return (_unit(embeddings) @ _unit(text_embeddings).T).argmax(axis=1).astype(np.int64)
 
 
-def class_agreement(counts: np.ndarray, embeddings: np.ndarray, text_embeddings: np.ndarray, entity_class: np.ndarray) -> np.ndarray:
+def class_agreement(
+    counts: np.ndarray, embeddings: np.ndarray, text_embeddings: np.ndarray, entity_class: np.ndarray
+) -> np.ndarray:
     """counts: (n, I) pixels per mask and entity; embeddings: (n, D); text_embeddings: (T, D)
     one per class; entity_class: (I,) class of each entity. Returns (I,) float64 share of each
     entity's covered pixels whose embedding is nearest to its class, NaN for an entity no mask

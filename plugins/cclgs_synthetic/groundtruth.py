@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from cclgs_core.errors import DataError
-from cclgs_core.types import Frame
 from cclgs_core.labelmaps import read_label_map
+from cclgs_core.types import Frame
 
 
 @dataclass(frozen=True)
@@ -60,14 +60,18 @@ def load_world_tables(root: Path) -> WorldTables:
         instances = sorted(classes["instances"], key=lambda entry: entry["id"])
         instance_class = np.array([int(entry["class_id"]) for entry in instances], dtype=np.int64)
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise DataError(f"{classes_path} is not a synthetic world's classes file ({error}); regenerate it with `cclgs synth`") from None
+        raise DataError(
+            f"{classes_path} is not a synthetic world's classes file ({error}); regenerate it with `cclgs synth`"
+        ) from None
     if [entry["id"] for entry in entries] != list(range(len(entries))):
         raise DataError(f"{classes_path}: class ids must be 0..{len(entries) - 1}; regenerate it with `cclgs synth`")
     try:
         frames = json.loads(visibility_path.read_text())["frames"]
         occlusion = {key: {int(e["instance"]): float(e["occlusion"]) for e in listed} for key, listed in frames.items()}
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise DataError(f"{visibility_path} is missing or malformed ({error}); regenerate the world with `cclgs synth`") from None
+        raise DataError(
+            f"{visibility_path} is missing or malformed ({error}); regenerate the world with `cclgs synth`"
+        ) from None
     return WorldTables(root, names, queries, instance_class, occlusion)
 
 

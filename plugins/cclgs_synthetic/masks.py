@@ -41,11 +41,18 @@ class SyntheticMaskGenerator:
         drop_prob: float = 0.05,
         min_area: int = 16,
     ):
-        for name, value in (("merge_prob", merge_prob), ("split_prob", split_prob), ("boundary_prob", boundary_prob), ("drop_prob", drop_prob)):
+        for name, value in (
+            ("merge_prob", merge_prob),
+            ("split_prob", split_prob),
+            ("boundary_prob", boundary_prob),
+            ("drop_prob", drop_prob),
+        ):
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"mask_generator 'synthetic': {name} must lie in [0, 1], got {value}")
         if boundary_px < 1 or min_area < 1:
-            raise ConfigError(f"mask_generator 'synthetic': boundary_px and min_area must be >= 1, got {boundary_px} and {min_area}")
+            raise ConfigError(
+                f"mask_generator 'synthetic': boundary_px and min_area must be >= 1, got {boundary_px} and {min_area}"
+            )
         self.seed = seed
         self.merge_prob = merge_prob
         self.split_prob = split_prob
@@ -58,7 +65,9 @@ class SyntheticMaskGenerator:
         """image: (H, W, 3) uint8 (only its size is used). Returns damaged (H, W) segments per level."""
         parts, instances = load_label_map(frame, "part"), load_label_map(frame, "instance")
         if image.shape[:2] != parts.shape:
-            raise DataError(f"image of frame {frame.name} is {image.shape[1]}x{image.shape[0]}, its ground truth {parts.shape[1]}x{parts.shape[0]}")
+            raise DataError(
+                f"image of frame {frame.name} is {image.shape[1]}x{image.shape[0]}, its ground truth {parts.shape[1]}x{parts.shape[0]}"
+            )
         key = frame_key(frame)
         levels = {}
         for level, labels in (("sp", parts), ("wp", instances)):

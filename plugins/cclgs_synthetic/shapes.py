@@ -34,7 +34,16 @@ class Cylinder:
         side_share = 2 * np.pi * self.radius * self.height / self.area()
         side_count = int(round(count * side_share)) if caps else count
         theta = rng.uniform(0, 2 * np.pi, side_count)
-        points = [np.stack([self.radius * np.cos(theta), self.radius * np.sin(theta), rng.uniform(self.z0, self.z0 + self.height, side_count)], 1)]
+        points = [
+            np.stack(
+                [
+                    self.radius * np.cos(theta),
+                    self.radius * np.sin(theta),
+                    rng.uniform(self.z0, self.z0 + self.height, side_count),
+                ],
+                1,
+            )
+        ]
         normals = [np.stack([np.cos(theta), np.sin(theta), np.zeros(side_count)], 1)]
         remaining = count - side_count
         for index, z in enumerate(caps):
@@ -60,7 +69,9 @@ class Disc:
     def sample(self, rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
         r = self.radius * np.sqrt(rng.uniform(0, 1, count))
         theta = rng.uniform(0, 2 * np.pi, count)
-        points = np.stack([self.center[0] + r * np.cos(theta), self.center[1] + r * np.sin(theta), np.full(count, self.z)], 1)
+        points = np.stack(
+            [self.center[0] + r * np.cos(theta), self.center[1] + r * np.sin(theta), np.full(count, self.z)], 1
+        )
         normals = np.tile([0.0, 0.0, 1.0 if self.up else -1.0], (count, 1))
         return points, normals
 
@@ -113,7 +124,9 @@ class Frustum:
         radius = self.r_bottom + (self.r_top - self.r_bottom) * t
         theta = rng.uniform(0, 2 * np.pi, count)
         points = np.stack([radius * np.cos(theta), radius * np.sin(theta), self.z0 + t * self.height], 1)
-        normals = np.stack([self.height * np.cos(theta), self.height * np.sin(theta), np.full(count, self.r_bottom - self.r_top)], 1)
+        normals = np.stack(
+            [self.height * np.cos(theta), self.height * np.sin(theta), np.full(count, self.r_bottom - self.r_top)], 1
+        )
         return points, normals / np.linalg.norm(normals, axis=1, keepdims=True)
 
 
@@ -212,8 +225,14 @@ OBJECTS_WITH_PARTS: tuple[ObjectClass, ...] = (
     ObjectClass(
         "red mug",
         (
-            PartSpec("body", ((Cylinder(0.11, 0.24, bottom=True), (0.78, 0.10, 0.12)), (Disc(0.105, 0.2), (0.30, 0.16, 0.08)))),
-            PartSpec("handle", ((Torus(0.07, 0.022, (0.11, 0.0, 0.12), (-np.pi / 2, np.pi / 2), _XZ_FRAME), (0.60, 0.06, 0.10)),)),
+            PartSpec(
+                "body",
+                ((Cylinder(0.11, 0.24, bottom=True), (0.78, 0.10, 0.12)), (Disc(0.105, 0.2), (0.30, 0.16, 0.08))),
+            ),
+            PartSpec(
+                "handle",
+                ((Torus(0.07, 0.022, (0.11, 0.0, 0.12), (-np.pi / 2, np.pi / 2), _XZ_FRAME), (0.60, 0.06, 0.10)),),
+            ),
         ),
         footprint=0.2,
     ),
@@ -221,15 +240,27 @@ OBJECTS_WITH_PARTS: tuple[ObjectClass, ...] = (
         "ramen bowl",
         (
             PartSpec("bowl", ((Sphere(0.18, (0.0, 0.0, 0.18), z_high=0.0), (0.20, 0.27, 0.60)),)),
-            PartSpec("noodles", ((Disc(0.165, 0.16), (0.96, 0.82, 0.40)), (Disc(0.05, 0.165, center=(0.06, 0.03)), (0.98, 0.95, 0.85)))),
+            PartSpec(
+                "noodles",
+                ((Disc(0.165, 0.16), (0.96, 0.82, 0.40)), (Disc(0.05, 0.165, center=(0.06, 0.03)), (0.98, 0.95, 0.85))),
+            ),
         ),
         footprint=0.19,
     ),
     ObjectClass(
         "desk lamp",
         (
-            PartSpec("stand", ((Cylinder(0.1, 0.03, top=True), (0.15, 0.15, 0.17)), (Cylinder(0.015, 0.27, z0=0.03), (0.55, 0.56, 0.60)))),
-            PartSpec("shade", ((Frustum(0.14, 0.07, 0.14, z0=0.28), (0.95, 0.70, 0.15)), (Disc(0.07, 0.42), (0.85, 0.62, 0.12)))),
+            PartSpec(
+                "stand",
+                (
+                    (Cylinder(0.1, 0.03, top=True), (0.15, 0.15, 0.17)),
+                    (Cylinder(0.015, 0.27, z0=0.03), (0.55, 0.56, 0.60)),
+                ),
+            ),
+            PartSpec(
+                "shade",
+                ((Frustum(0.14, 0.07, 0.14, z0=0.28), (0.95, 0.70, 0.15)), (Disc(0.07, 0.42), (0.85, 0.62, 0.12))),
+            ),
         ),
         footprint=0.15,
     ),
@@ -237,7 +268,13 @@ OBJECTS_WITH_PARTS: tuple[ObjectClass, ...] = (
         "rubber duck",
         (
             PartSpec("body", ((Sphere(0.11, (0.0, 0.0, 0.1), z_low=-0.1), (0.98, 0.85, 0.10)),)),
-            PartSpec("head", ((Sphere(0.07, (0.07, 0.0, 0.23)), (0.98, 0.88, 0.15)), (Sphere(0.03, (0.14, 0.0, 0.22)), (1.00, 0.50, 0.00)))),
+            PartSpec(
+                "head",
+                (
+                    (Sphere(0.07, (0.07, 0.0, 0.23)), (0.98, 0.88, 0.15)),
+                    (Sphere(0.03, (0.14, 0.0, 0.22)), (1.00, 0.50, 0.00)),
+                ),
+            ),
         ),
         footprint=0.14,
     ),
@@ -260,12 +297,34 @@ OBJECTS_WITH_PARTS: tuple[ObjectClass, ...] = (
 
 #: Objects of a single part.
 SINGLE_PART_OBJECTS: tuple[ObjectClass, ...] = (
-    ObjectClass("green apple", (PartSpec("apple", ((Sphere(0.085, (0.0, 0.0, 0.085)), (0.45, 0.75, 0.20)), (Cylinder(0.008, 0.03, z0=0.165), (0.35, 0.22, 0.10)))),), 0.09),
+    ObjectClass(
+        "green apple",
+        (
+            PartSpec(
+                "apple",
+                (
+                    (Sphere(0.085, (0.0, 0.0, 0.085)), (0.45, 0.75, 0.20)),
+                    (Cylinder(0.008, 0.03, z0=0.165), (0.35, 0.22, 0.10)),
+                ),
+            ),
+        ),
+        0.09,
+    ),
     ObjectClass("blue book", (PartSpec("book", ((Box((0.28, 0.2, 0.07)), (0.15, 0.30, 0.75)),)),), 0.18),
-    ObjectClass("glazed donut", (PartSpec("donut", ((Torus(0.085, 0.045, (0.0, 0.0, 0.045)), (0.90, 0.55, 0.62)),)),), 0.13),
+    ObjectClass(
+        "glazed donut", (PartSpec("donut", ((Torus(0.085, 0.045, (0.0, 0.0, 0.045)), (0.90, 0.55, 0.62)),)),), 0.13
+    ),
     ObjectClass(
         "soda can",
-        (PartSpec("can", ((Cylinder(0.065, 0.2, bottom=True, top=True), (0.72, 0.74, 0.78)), (Cylinder(0.066, 0.1, z0=0.05), (0.10, 0.55, 0.55)))),),
+        (
+            PartSpec(
+                "can",
+                (
+                    (Cylinder(0.065, 0.2, bottom=True, top=True), (0.72, 0.74, 0.78)),
+                    (Cylinder(0.066, 0.1, z0=0.05), (0.10, 0.55, 0.55)),
+                ),
+            ),
+        ),
         0.07,
     ),
     ObjectClass("cardboard box", (PartSpec("box", ((Box((0.24, 0.2, 0.2)), (0.70, 0.52, 0.30)),)),), 0.16),

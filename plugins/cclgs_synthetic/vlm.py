@@ -121,7 +121,9 @@ class SimulatedFeatureExtractor:
         tables = self._world(frame)
         key = frame_key(frame)
         if key not in tables.occlusion:
-            raise DataError(f"{tables.root / 'visibility.json'} has no view {key!r}: frame {frame.image_path} is not part of this world")
+            raise DataError(
+                f"{tables.root / 'visibility.json'} has no view {key!r}: frame {frame.image_path} is not part of this world"
+            )
         classes, instances = load_label_map(frame, "class"), load_label_map(frame, "instance")
         segments = segment_map.segments
         if segments.shape != classes.shape or image.shape[:2] != classes.shape:
@@ -133,7 +135,10 @@ class SimulatedFeatureExtractor:
             return np.zeros((0, self.dim), dtype=np.float32)
         class_count = len(tables.class_queries)
         # Row 0 is the background, row c + 1 class c.
-        concepts = np.stack([self.concept_embedding(BACKGROUND_KEY)] + [self.concept_embedding(normalize_text(q)) for q in tables.class_queries])
+        concepts = np.stack(
+            [self.concept_embedding(BACKGROUND_KEY)]
+            + [self.concept_embedding(normalize_text(q)) for q in tables.class_queries]
+        )
         covered = segments >= 0
         class_hist = _histogram(segments[covered], classes[covered] + 1, count, class_count + 1)  # (M, C + 1)
         instance_hist = _histogram(segments[covered], instances[covered] + 1, count, len(tables.instance_class) + 1)
@@ -149,7 +154,9 @@ class SimulatedFeatureExtractor:
             confused = rng.uniform() < self.confusion_probability(occlusion.get(int(dominant), 0.0))
             distractor = [c for c in range(class_count) if c != own_class][int(rng.integers(class_count - 1))]
             if confused:
-                pulled = (1.0 - self.confusion_strength) * mix[mask_id] + self.confusion_strength * concepts[distractor + 1]
+                pulled = (1.0 - self.confusion_strength) * mix[mask_id] + self.confusion_strength * concepts[
+                    distractor + 1
+                ]
                 mix[mask_id] = pulled / np.linalg.norm(pulled)
 
         digest = hashlib.sha256(np.ascontiguousarray(segments, dtype=np.int32).tobytes()).hexdigest()
@@ -167,5 +174,7 @@ class SimulatedFeatureExtractor:
 
 def _histogram(rows: np.ndarray, columns: np.ndarray, row_count: int, column_count: int) -> np.ndarray:
     """rows, columns: (P,) int pairs. Returns (row_count, column_count) float64 counts."""
-    flat = np.bincount(rows.astype(np.int64) * column_count + columns.astype(np.int64), minlength=row_count * column_count)
+    flat = np.bincount(
+        rows.astype(np.int64) * column_count + columns.astype(np.int64), minlength=row_count * column_count
+    )
     return flat.reshape(row_count, column_count).astype(np.float64)

@@ -128,13 +128,19 @@ def generate_world(
 
     from cclgs_core.registry import get_registry
 
-    _check_options(objects, duplicates, width, height, train_views, test_views, fov_degrees, density, label_alpha, background)
+    _check_options(
+        objects, duplicates, width, height, train_views, test_views, fov_degrees, density, label_alpha, background
+    )
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
-            raise ConfigError(f"{out} is not empty; choose another directory or pass overwrite (--overwrite) to replace it")
+            raise ConfigError(
+                f"{out} is not empty; choose another directory or pass overwrite (--overwrite) to replace it"
+            )
         if not (out / "world.json").is_file():
-            raise ConfigError(f"{out} is not empty and holds no synthetic world (no world.json); refusing to replace it")
+            raise ConfigError(
+                f"{out} is not empty and holds no synthetic world (no world.json); refusing to replace it"
+            )
     backend = get_registry().create("field_backend", renderer)
 
     assembly = _assemble(seed, objects, duplicates, density)
@@ -147,7 +153,14 @@ def generate_world(
     staging = out.parent / f".{out.name}.partial"
     if staging.exists():
         shutil.rmtree(staging)
-    for sub in ("images", "ground_truth/class", "ground_truth/instance", "ground_truth/part", "ground_truth/depth", "label"):
+    for sub in (
+        "images",
+        "ground_truth/class",
+        "ground_truth/instance",
+        "ground_truth/part",
+        "ground_truth/depth",
+        "label",
+    ):
         (staging / sub).mkdir(parents=True)
 
     instance_count, part_count = len(assembly.instances), len(assembly.parts)
@@ -163,7 +176,9 @@ def generate_world(
     for index, camera in enumerate(views):
         stem = f"frame_{index + 1:05d}"
         with torch.no_grad():
-            maps = _render_view(backend, gaussians, one_hot, camera, background_array, label_alpha, instance_count, part_instance)
+            maps = _render_view(
+                backend, gaussians, one_hot, camera, background_array, label_alpha, instance_count, part_instance
+            )
             unoccluded = [
                 _unoccluded_pixels(backend, gaussians, assembly.instance_ids, instance, camera, label_alpha)
                 for instance in range(instance_count)
@@ -222,7 +237,10 @@ def generate_world(
             "gaussians_file_path": "gaussians.ply",
         },
     )
-    _write_json(staging / "classes.json", {"classes": assembly.classes, "instances": assembly.instances, "parts": assembly.parts})
+    _write_json(
+        staging / "classes.json",
+        {"classes": assembly.classes, "instances": assembly.instances, "parts": assembly.parts},
+    )
     _write_json(
         staging / "visibility.json",
         {
@@ -238,14 +256,18 @@ def generate_world(
         test_views=test_views, cameras=cameras, fov_degrees=fov_degrees, density=density,
         background=list(background), label_alpha=label_alpha, sparse_points=sparse_points, renderer=renderer,
     )  # fmt: skip
-    _write_json(staging / "world.json", {"simulation": "cclgs synthetic world", "options": options, "gaussians": len(gaussians)})
+    _write_json(
+        staging / "world.json", {"simulation": "cclgs synthetic world", "options": options, "gaussians": len(gaussians)}
+    )
     if out.exists():
         shutil.rmtree(out)
     os.replace(staging, out)
     return out
 
 
-def _check_options(objects, duplicates, width, height, train_views, test_views, fov_degrees, density, label_alpha, background) -> None:
+def _check_options(
+    objects, duplicates, width, height, train_views, test_views, fov_degrees, density, label_alpha, background
+) -> None:
     available = len(OBJECTS_WITH_PARTS) + len(SINGLE_PART_OBJECTS)
     problems = []
     if not 1 <= objects <= available:
@@ -299,14 +321,18 @@ def _place(rng: np.random.Generator, footprints: list[float]) -> list[np.ndarray
                 r = max(extent - radius, 0.0) * np.sqrt(rng.uniform())
                 angle = rng.uniform(0, 2 * np.pi)
                 position = np.array([r * np.cos(angle), r * np.sin(angle)])
-                if all(np.linalg.norm(position - placed[other]) >= radius + footprints[other] + 0.02 for other in placed):
+                if all(
+                    np.linalg.norm(position - placed[other]) >= radius + footprints[other] + 0.02 for other in placed
+                ):
                     placed[index] = position
                     break
             else:
                 break
         if len(placed) == len(footprints):
             return [placed[index] for index in range(len(footprints))]
-    raise ConfigError(f"synthetic world: could not place {len(footprints)} objects on the table; use fewer objects or duplicates")
+    raise ConfigError(
+        f"synthetic world: could not place {len(footprints)} objects on the table; use fewer objects or duplicates"
+    )
 
 
 def _assemble(seed: int, objects: int, duplicates: int, density: float) -> _Assembly:
@@ -320,7 +346,9 @@ def _assemble(seed: int, objects: int, duplicates: int, density: float) -> _Asse
     classes = [{"id": i, "name": name, "query": name} for i, name in enumerate(class_names)]
     instances: list[dict] = []
     parts: list[dict] = []
-    chunks: dict[str, list[np.ndarray]] = {key: [] for key in ("means", "normals", "tangent_scales", "colors", "instance_ids", "part_ids")}
+    chunks: dict[str, list[np.ndarray]] = {
+        key: [] for key in ("means", "normals", "tangent_scales", "colors", "instance_ids", "part_ids")
+    }
 
     def add(points, normals, colors, instance_id, part_id, tangent_scale):
         chunks["means"].append(points)
@@ -353,7 +381,14 @@ def _assemble(seed: int, objects: int, duplicates: int, density: float) -> _Asse
                 local_points, local_normals = local_points[keep], local_normals[keep]
                 world_points = (local_points * scale) @ rotation.T + np.array([position[0], position[1], 0.0])
                 jitter = rng.normal(0.0, 0.03, (count, 3))
-                add(world_points, local_normals @ rotation.T, np.clip(np.asarray(color) + jitter, 0, 1), instance_id, part_id, DISC_SIZE * spacing)
+                add(
+                    world_points,
+                    local_normals @ rotation.T,
+                    np.clip(np.asarray(color) + jitter, 0, 1),
+                    instance_id,
+                    part_id,
+                    DISC_SIZE * spacing,
+                )
         instances.append({"id": instance_id, "class_id": class_names.index(spec.name), "name": name, "parts": part_ids})
 
     arrays = {key: np.concatenate(values) for key, values in chunks.items()}
@@ -415,7 +450,9 @@ def _to_gaussians(assembly: _Assembly):
         quats=as_tensor(_quaternions_from_normals(assembly.normals)),
         log_scales=as_tensor(np.log(scales)),
         opacity_logits=as_tensor(np.full(len(assembly.means), math.log(OPACITY / (1 - OPACITY)))),
-        sh=torch.cat([as_tensor(rgb_to_sh_dc(assembly.colors))[:, None, :], torch.zeros(len(assembly.means), 15, 3)], dim=1),
+        sh=torch.cat(
+            [as_tensor(rgb_to_sh_dc(assembly.colors))[:, None, :], torch.zeros(len(assembly.means), 15, 3)], dim=1
+        ),
     )
 
 
@@ -466,7 +503,9 @@ def _opencv_to_opengl(camera_to_world: np.ndarray) -> np.ndarray:
 # -- rendering -----------------------------------------------------------------------------------
 
 
-def _render_view(backend, gaussians, one_hot, camera, background, label_alpha, instance_count, part_instance) -> dict[str, np.ndarray]:
+def _render_view(
+    backend, gaussians, one_hot, camera, background, label_alpha, instance_count, part_instance
+) -> dict[str, np.ndarray]:
     """One render of colours plus one-hot instance and part channels.
 
     one_hot: (N, I + P) indicator features. Returns rgb (H, W, 3) float32, depth (H, W) float32
@@ -492,7 +531,9 @@ def _render_view(backend, gaussians, one_hot, camera, background, label_alpha, i
     }
 
 
-def _unoccluded_pixels(backend, gaussians, instance_ids: np.ndarray, instance: int, camera: Camera, label_alpha: float) -> int:
+def _unoccluded_pixels(
+    backend, gaussians, instance_ids: np.ndarray, instance: int, camera: Camera, label_alpha: float
+) -> int:
     """Pixels the labelling rule gives ``instance`` when every other object is removed (the table,
     instance 0, stays: occlusion means occlusion by other objects). Rendered in a crop of the view
     around the instance's footprint, with the table's Gaussians whose footprint meets the crop."""
@@ -506,7 +547,9 @@ def _unoccluded_pixels(backend, gaussians, instance_ids: np.ndarray, instance: i
         return 0
     meets_crop = (boxes[:, 0] < x1) & (boxes[:, 2] > x0) & (boxes[:, 1] < y1) & (boxes[:, 3] > y0)
     keep = own | ((instance_ids == TABLE_INSTANCE) & meets_crop)
-    crop = Camera(camera.camera_to_world, camera.fx, camera.fy, camera.cx - x0, camera.cy - y0, int(x1 - x0), int(y1 - y0))
+    crop = Camera(
+        camera.camera_to_world, camera.fx, camera.fy, camera.cx - x0, camera.cy - y0, int(x1 - x0), int(y1 - y0)
+    )
     indicator = torch.as_tensor(own[keep], dtype=torch.float32)[:, None]  # (N_kept, 1)
     rendered = backend.render(gaussians.subset(torch.as_tensor(keep)), indicator, crop)
     alpha, weight = rendered.alpha.numpy(), rendered.features.numpy()[..., 0]
@@ -540,7 +583,14 @@ def _visibility(instance_map: np.ndarray, unoccluded: list[int]) -> list[dict]:
         if alone == 0:
             continue
         occlusion = float(np.clip(1.0 - visible[instance] / alone, 0.0, 1.0))
-        entries.append({"instance": instance, "visible_pixels": int(visible[instance]), "unoccluded_pixels": int(alone), "occlusion": round(occlusion, 4)})
+        entries.append(
+            {
+                "instance": instance,
+                "visible_pixels": int(visible[instance]),
+                "unoccluded_pixels": int(alone),
+                "occlusion": round(occlusion, 4),
+            }
+        )
     return entries
 
 
