@@ -1,4 +1,6 @@
-"""Ablation of the contrastive codebook on the synthetic world (a SIMULATION, see plugins/cclgs_synthetic/SIMULATION.md).
+"""Ablation of the contrastive codebook on the synthetic world.
+
+A SIMULATION: see plugins/cclgs_synthetic/SIMULATION.md.
 
 The shape of CCL-LGS's Table 2 (arXiv 2505.20469), one semantic field per row:
 
@@ -128,12 +130,14 @@ def measure(seeds: list[int], iterations: int, work_dir: Path) -> dict:
     }
     return {
         "simulation": "synthetic world, synthetic masks and simulated VLM at their fixed default settings",
-        "benchmark": "synthetic held-out views, LangSplat's LERF-OVS protocol with its windows scaled to the image (cclgs_core.metrics)",
+        "benchmark": "synthetic held-out views, LangSplat's LERF-OVS protocol with its windows scaled to the image "
+        "(cclgs_core.metrics)",
         "protocol": "heldout",
         "seeds": seeds,
         "iterations": iterations,
         "lr": LR,
-        "units": "percent; std is the sample std over seeds (null for one seed); margins are per-seed differences in points",
+        "units": "percent; std is the sample std over seeds (null for one seed); margins are per-seed differences in "
+        "points",
         "rows": rows,
         "margins": margins,
         "paper": {
@@ -155,10 +159,12 @@ def _cell(entry: dict, signed: bool = False) -> str:
 def print_table(result: dict) -> None:
     seeds = " ".join(map(str, result["seeds"]))
     print(
-        f"\nSIMULATION: synthetic world, held-out views (protocol {result['protocol']}), seeds {seeds}, field {result['iterations']} steps at lr {result['lr']}"
+        f"\nSIMULATION: synthetic world, held-out views (protocol {result['protocol']}), seeds {seeds}, field "
+        f"{result['iterations']} steps at lr {result['lr']}"
     )
     print(
-        "mean ± sample std over seeds, %; paper: CCL-LGS ablation on LERF-OVS (real data, not comparable in absolute terms)"
+        "mean ± sample std over seeds, %; paper: CCL-LGS ablation on LERF-OVS (real data, not comparable in absolute "
+        "terms)"
     )
     print(f"{'row':<15}{'mIoU %':>14}{'localization %':>17}{'paper mIoU %':>14}")
     for row, entry in result["rows"].items():
@@ -173,7 +179,8 @@ def print_table(result: dict) -> None:
             else ""
         )
         print(
-            f"  {name:<26} mIoU {_cell(entry['miou'], signed=True)}, localization {_cell(entry['localization'], signed=True)}{paper}"
+            f"  {name:<26} mIoU {_cell(entry['miou'], signed=True)}, localization "
+            f"{_cell(entry['localization'], signed=True)}{paper}"
         )
     print("\nseconds:", ", ".join(f"{name} {value}" for name, value in result["seconds"].items()))
 

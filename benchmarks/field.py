@@ -144,7 +144,8 @@ def main() -> None:
     print(f"cached is {speedup:.1f}x faster per step than torch")
     verdict = "meets" if reach is not None and reach < 120 else "misses"
     print(
-        f"cached reaches 95% of its final accuracy ({cached['curve'][-1]['accuracy']:.3f}) after {reach} s of training: {verdict} the 2-minute target"
+        f"cached reaches 95% of its final accuracy ({cached['curve'][-1]['accuracy']:.3f}) after {reach} s of "
+        f"training: {verdict} the 2-minute target"
     )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(

@@ -158,9 +158,9 @@ def evaluate_run(
     trained_on = sum(frame.name in trained for frame in frames)
     if trained_on != {"heldout": 0, "langsplat": len(frames)}[info.protocol]:
         raise DataError(
-            f"{run_dir} was trained under the {info.protocol!r} protocol, yet {trained_on} of the {len(frames)} labelled "
-            f"frames of {source} were training frames; its numbers would follow neither protocol. Evaluate it on the "
-            "scene it was trained on, or re-train with `cclgs train --protocol`"
+            f"{run_dir} was trained under the {info.protocol!r} protocol, yet {trained_on} of the {len(frames)} "
+            f"labelled frames of {source} were training frames; its numbers would follow neither protocol. Evaluate it "
+            "on the scene it was trained on, or re-train with `cclgs train --protocol`"
         )
     name = name or source.name
     pictures = Path(out_dir) / "pictures" / name if out_dir is not None else None
@@ -407,6 +407,7 @@ def report_markdown(report: Report) -> str:
             localized = "n/a" if query.localized is None else ("yes" if query.localized else "no")
             picture = f"![{_cell(query.category)}]({query.picture})" if query.picture else ""
             lines.append(
-                f"| {query.frame} | {_cell(query.category)} | {percent(query.iou)} | {localized} | {query.level} | {picture} |"
+                f"| {query.frame} | {_cell(query.category)} | {percent(query.iou)} | {localized} | {query.level} | "
+                f"{picture} |"
             )
     return "\n".join(lines) + "\n"

@@ -122,7 +122,8 @@ def train_field(
     ]
     if not kept:
         raise DataError(
-            "no training view has a pixel covered by a mask, so the semantic field has nothing to learn; check the mask stage"
+            "no training view has a pixel covered by a mask, so the semantic field has nothing to learn; check the "
+            "mask stage"
         )
     views, targets = [views[index] for index in kept], [targets[index] for index in kept]
     backend.prepare(frozen, [view.camera for view in views])

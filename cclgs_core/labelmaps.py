@@ -27,7 +27,8 @@ def write_label_map(path: Path, labels: np.ndarray) -> None:
         raise ValueError(f"a label map must be a 2D integer array, got {labels.dtype} {labels.shape}")
     if labels.size and (labels.min() < UNLABELED or labels.max() > MAX_LABEL):
         raise ValueError(
-            f"label map values must lie in [{UNLABELED}, {MAX_LABEL}] for {path}, found [{labels.min()}, {labels.max()}]"
+            f"label map values must lie in [{UNLABELED}, {MAX_LABEL}] for {path}, found [{labels.min()}, "
+            f"{labels.max()}]"
         )
     stored = (labels.astype(np.int64) + 1).astype(np.uint16)
     buffer = io.BytesIO()

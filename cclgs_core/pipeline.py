@@ -91,7 +91,8 @@ class StageComponent:
         except Exception as error:
             raise PluginError(
                 f"{self.label} failed in {doing}: {type(error).__name__}: {error}. This is a bug in the plugin: "
-                f"report it to its authors (--debug shows the traceback), or choose another [{self.kind}] in the run config"
+                f"report it to its authors (--debug shows the traceback), or choose another [{self.kind}] in the run "
+                "config"
             ) from error
 
 
@@ -235,9 +236,9 @@ def _require_masks(
     generator = preprocessed.masks.description["mask_generator"]
     raise DataError(
         f"mask_generator {generator['name']!r} ({generator['plugin']}) found no mask at level {level!r} in any of the "
-        f"{len(segment_maps)} training images in {preprocessed.frames[0].image_path.parent}, so there is nothing to train "
-        f"on. Check the images and the previews in {run_dir / 'previews' / 'masks'}, or change the [mask_generator] "
-        f"options of the run config ({config.source})"
+        f"{len(segment_maps)} training images in {preprocessed.frames[0].image_path.parent}, so there is nothing to "
+        f"train on. Check the images and the previews in {run_dir / 'previews' / 'masks'}, or change the "
+        f"[mask_generator] options of the run config ({config.source})"
     )
 
 
@@ -394,7 +395,8 @@ def run_training(
     gaussians_path = gaussians_path or scene.gaussians_path
     if gaussians_path is None:
         raise DataError(
-            f"{scene.root} names no Gaussians; pass --gaussians PATH.ply (a 3DGS .ply) or fit them first with `cclgs fit`"
+            f"{scene.root} names no Gaussians; pass --gaussians PATH.ply (a 3DGS .ply) or fit them first with `cclgs "
+            "fit`"
         )
     gaussians = read_gaussians(gaussians_path)
     prepared = prepare_field_targets(scene, config, run_dir, registry, progress)

@@ -30,7 +30,8 @@ def check_segment_map(segment_map: Any, height: int, width: int, component: str,
     if not isinstance(segments, np.ndarray) or not np.issubdtype(segments.dtype, np.integer):
         _fail(
             component,
-            f"{what}.segments must be an integer numpy array, got {type(segments).__name__} {getattr(segments, 'dtype', '')}",
+            f"{what}.segments must be an integer numpy array, got {type(segments).__name__} "
+            f"{getattr(segments, 'dtype', '')}",
         )
     if segments.shape != (height, width):
         _fail(component, f"{what}.segments has shape {segments.shape}, expected {(height, width)}")
@@ -80,13 +81,15 @@ def check_track_labels(labels: Any, segment_maps: Sequence[SegmentMap], componen
     if not isinstance(labels, (list, tuple)) or len(labels) != len(segment_maps):
         _fail(
             component,
-            f"track() must return a list of {len(segment_maps)} arrays, got {type(labels).__name__} of length {len(labels) if hasattr(labels, '__len__') else '?'}",
+            f"track() must return a list of {len(segment_maps)} arrays, got {type(labels).__name__} of length "
+            f"{len(labels) if hasattr(labels, '__len__') else '?'}",
         )
     for view, (view_labels, segment_map) in enumerate(zip(labels, segment_maps)):
         if not isinstance(view_labels, np.ndarray) or view_labels.dtype != np.int64:
             _fail(
                 component,
-                f"labels of view {view} must be an int64 numpy array, got {type(view_labels).__name__} {getattr(view_labels, 'dtype', '')}",
+                f"labels of view {view} must be an int64 numpy array, got {type(view_labels).__name__} "
+                f"{getattr(view_labels, 'dtype', '')}",
             )
         if view_labels.shape != (segment_map.num_masks,):
             _fail(

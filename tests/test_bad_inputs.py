@@ -479,7 +479,8 @@ def test_a_missing_or_foreign_checkpoint_is_named_with_the_fix(world, tmp_path, 
     (tmp_path / "junk.pth").write_text("not a checkpoint\n")
     config = tmp_path / "sam.toml"
     config.write_text(
-        f'[mask_generator]\nname = "sam"\ncheckpoint = "{tmp_path / checkpoint}"\nmodel_type = "vit_b"\ndevice = "cpu"\n'
+        f'[mask_generator]\nname = "sam"\ncheckpoint = "{tmp_path / checkpoint}"\nmodel_type = "vit_b"\ndevice = '
+        '"cpu"\n'
         '[feature_extractor]\nname = "simulated"\n'
     )
     run = tmp_path / "run"

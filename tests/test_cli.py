@@ -23,7 +23,8 @@ def test_plugins_lists_every_kind_without_heavy_imports():
         "result = CliRunner().invoke(app, ['plugins'])\n"
         "assert result.exit_code == 0, result.output\n"
         "print(result.output)\n"
-        "heavy = [m for m in ('torch', 'segment_anything', 'sam2', 'open_clip', 'nerfstudio', 'gsplat') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'segment_anything', 'sam2', 'open_clip', 'nerfstudio', 'gsplat') if m in "
+        "sys.modules]\n"
         "print('HEAVY', heavy)\n"
     )
     import subprocess

@@ -113,7 +113,7 @@ def test_reprojection_tracker_beats_no_tracker_on_a_tiny_world(tiny_world, tmp_p
     base = ["mask_generator.name=synthetic", "feature_extractor.name=simulated", "field_backend.name=torch"]
     preprocessed = run_preprocess(scene, load_config(None, base + ["tracker.name=none"]), tmp_path, preview_count=0)
     frames = preprocessed.frames
-    views, truth, segment_maps = [], [], []
+    views, truth = [], []
     for index, frame in enumerate(frames):
         wp = masks_from_arrays(preprocessed.masks.read_arrays(f"{frame.name}.npz")).wp
         instances = read_label_map(frame.ground_truth["instance"])

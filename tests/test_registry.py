@@ -70,7 +70,8 @@ def test_third_party_discovered_and_created(tmp_path, monkeypatch):
             "invalid hook",
         ),
         (
-            "from cclgs_core import hookimpl\n@hookimpl\ndef cclgs_register_tracker(register):\n    raise RuntimeError('boom')\n",
+            "from cclgs_core import hookimpl\n@hookimpl\ndef cclgs_register_tracker(register):\n    raise "
+            "RuntimeError('boom')\n",
             "cclgs_register_tracker raised RuntimeError: boom",
         ),
     ],

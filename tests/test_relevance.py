@@ -1,4 +1,5 @@
-"""Relevance of a text query (docs/design.md, "Queries"): pairwise softmax against canonical phrases, minimum over them."""
+"""Relevance of a text query (docs/design.md, "Queries"): pairwise softmax against canonical
+phrases, minimum over them."""
 
 from __future__ import annotations
 

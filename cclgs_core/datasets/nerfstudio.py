@@ -148,7 +148,8 @@ def _splits(source: Path, meta: dict, data_dir: Path, image_paths: list[Path]) -
     unlisted = [path for path, split in zip(image_paths, splits) if split is None]
     if unlisted:
         raise DataError(
-            f"{source}: frame {unlisted[0]} is in none of {', '.join(present)}; add it to a split list or remove the frame"
+            f"{source}: frame {unlisted[0]} is in none of {', '.join(present)}; add it to a split list or remove the "
+            "frame"
         )
     return splits  # type: ignore[return-value]
 

@@ -41,7 +41,8 @@ _STEP = re.compile(r"^step-(\d+)\.ckpt$")
 
 
 def find_checkpoint(path: Path) -> Path:
-    """The checkpoint to load: ``path`` itself, or the latest ``step-*.ckpt`` in a run or ``nerfstudio_models`` folder."""
+    """The checkpoint to load: ``path`` itself, or the latest ``step-*.ckpt`` in a run folder or a
+    ``nerfstudio_models`` folder."""
     path = Path(path)
     if path.is_file():
         return path

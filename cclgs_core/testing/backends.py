@@ -205,7 +205,8 @@ class FieldBackendContract:
         scale = expected.abs().max().item() if expected.numel() else 0.0
         difference = (actual.float().cpu() - expected.float().cpu()).abs().max().item() if expected.numel() else 0.0
         assert difference <= self.gradient_rtol * scale + 1e-6, (
-            f"gradient of {name} differs from the reference by {difference:.3g} (largest reference gradient {scale:.3g})"
+            f"gradient of {name} differs from the reference by {difference:.3g} (largest reference gradient "
+            f"{scale:.3g})"
         )
 
     # -- the contract --------------------------------------------------------------------------

@@ -129,7 +129,8 @@ def write_summary(results: list[DemoResult], out: Path, seed: int, iterations: i
     lines = [
         "# cclgs demo — synthetic benchmark (a simulation)",
         "",
-        f"Held-out views, LangSplat's LERF-OVS protocol with its windows scaled to the image (metrics.py); seed {seed}; field trained {iterations} steps at lr {lr}.",
+        "Held-out views, LangSplat's LERF-OVS protocol with its windows scaled to the image (metrics.py); seed "
+        f"{seed}; field trained {iterations} steps at lr {lr}.",
         "",
         "| method | mIoU % | localization % | report |",
         "| --- | --- | --- | --- |",
@@ -137,7 +138,8 @@ def write_summary(results: list[DemoResult], out: Path, seed: int, iterations: i
     for result in results:
         localization = f"{100 * result.localization:.1f}" if result.localization is not None else "n/a"
         lines.append(
-            f"| {result.method} | {100 * result.miou:.1f} | {localization} | [{result.method}]({result.report.relative_to(out).as_posix()}) |"
+            f"| {result.method} | {100 * result.miou:.1f} | {localization} | "
+            f"[{result.method}]({result.report.relative_to(out).as_posix()}) |"
         )
     summary = out / "demo.md"
     atomic_write_text(summary, "\n".join(lines) + "\n")

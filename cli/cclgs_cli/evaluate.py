@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 
 eval_app = typer.Typer(
-    help="Evaluate trained runs on a benchmark; the report (screen, report.json, report.md with pictures) names its protocol.",
+    help="Evaluate trained runs on a benchmark; the report (screen, report.json, report.md with pictures) "
+    "names its protocol.",
     no_args_is_help=True,
 )
 

@@ -62,5 +62,6 @@ def fit(
         renderer = get_registry().create("field_backend", backend)
         scores = evaluate(renderer, result.gaussians, loaded.split("test"), colour)
         typer.echo(
-            f"held-out PSNR: mean {sum(scores) / len(scores):.2f} dB, min {min(scores):.2f} dB over {len(scores)} test views"
+            f"held-out PSNR: mean {sum(scores) / len(scores):.2f} dB, min {min(scores):.2f} dB over {len(scores)} "
+            "test views"
         )

@@ -51,5 +51,6 @@ def query(
     if export_ply is not None:
         count, level = export_selection(opened.engine, text[0], export_ply, threshold)
         typer.echo(
-            f"{count} of {len(opened.engine.gaussians)} Gaussians selected for {text[0]!r} (level {level}) -> {export_ply}"
+            f"{count} of {len(opened.engine.gaussians)} Gaussians selected for {text[0]!r} (level {level}) -> "
+            f"{export_ply}"
         )

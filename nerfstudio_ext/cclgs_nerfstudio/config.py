@@ -41,17 +41,18 @@ class CclgsDataParserConfig(NerfstudioDataParserConfig):
 
 @dataclass
 class CclgsModelConfig(SplatfactoModelConfig):
-    """Splatfacto plus a semantic field: per-Gaussian features and per-level decoder heads (docs/design.md, "Semantic field")."""
+    """Splatfacto plus a semantic field: per-Gaussian features and per-level decoder heads
+    (docs/design.md, "Semantic field")."""
 
     _target: Type = field(default_factory=lambda: _implementation("model", "CclgsModel"))
     cclgs_config: Optional[Path] = None
-    """cclgs run config (TOML) naming the mask generator, tracker, feature extractor and compressor; None: the defaults."""
+    """cclgs run config (TOML) naming the mask generator, tracker, feature extractor, compressor; None: defaults."""
     cclgs_set: Tuple[str, ...] = ()
     """Overrides of the run config, each section.key=value (as `cclgs --set`)."""
     cclgs_run_dir: Optional[Path] = None
     """Run directory of the preprocessing cache (masks, features, labels, compressor) [default: DATA/cclgs]."""
     cclgs_downscale: int = 1
-    """Image downscale of the preprocessing, as `cclgs preprocess --downscale` (targets are resampled to any render size)."""
+    """Image downscale of the preprocessing, as `cclgs preprocess --downscale` (targets resample to any render size)."""
     semantic_loss_weight: float = 1.0
     """Weight of the semantic loss (the compressor's loss summed over levels) added to splatfacto's RGB loss."""
     field_backend: str = "torch"

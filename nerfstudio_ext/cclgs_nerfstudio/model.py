@@ -1,4 +1,5 @@
-"""The ccl-lgs model: splatfacto whose Gaussians also carry the semantic field (docs/design.md, "Semantic field" and "Queries").
+"""The ccl-lgs model: splatfacto whose Gaussians also carry the semantic field (docs/design.md,
+"Semantic field" and "Queries").
 
 - Every Gaussian carries ``levels * d_f`` semantic features, stored in ``gauss_params`` as
   "semantic_features" so that densification (duplicate, split, prune) carries them along; the
@@ -107,7 +108,8 @@ def views_by_image_index(
         name = Path(frame.image_path).stem
         if name in by_name:
             raise DataError(
-                f"{scene}: two frames have images named {name!r}; file names must be unique to match nerfstudio's images"
+                f"{scene}: two frames have images named {name!r}; file names must be unique to match nerfstudio's "
+                "images"
             )
         by_name[name] = view
     matched = {
@@ -115,9 +117,9 @@ def views_by_image_index(
     }
     if image_filenames and not matched:
         raise DataError(
-            f"{scene}: none of nerfstudio's training images ({Path(image_filenames[0]).name}, ...) has the file name of a "
-            f"cclgs frame ({Path(frames[0].image_path).name if frames else 'no frames'}, ...); point --data and the cclgs "
-            "run at the same scene"
+            f"{scene}: none of nerfstudio's training images ({Path(image_filenames[0]).name}, ...) has the file name "
+            f"of a cclgs frame ({Path(frames[0].image_path).name if frames else 'no frames'}, ...); point --data and "
+            "the cclgs run at the same scene"
         )
     return matched
 
@@ -137,8 +139,8 @@ class CclgsModel(SplatfactoModel):
         self.on_cuda = torch.device(self.kwargs.get("device", "cpu")).type == "cuda"
         if not self.on_cuda and self.config.camera_optimizer.mode != "off":
             raise ConfigError(
-                "the field backend path renders from fixed camera poses; pass --pipeline.model.camera-optimizer.mode off "
-                "(camera optimisation needs CUDA and gsplat)"
+                "the field backend path renders from fixed camera poses; pass --pipeline.model.camera-optimizer.mode "
+                "off (camera optimisation needs CUDA and gsplat)"
             )
         seeded = self.seed_points is not None and not self.config.random_init
         if seeded:
@@ -382,7 +384,8 @@ class CclgsModel(SplatfactoModel):
             missing = [name for name in _DENSIFY_EXTRAS if name not in rendered.extras]
             if missing:
                 raise PluginError(
-                    f"field backend {self.config.field_backend!r} does not expose {', '.join(missing)} in RenderOutput.extras, "
+                    f"field backend {self.config.field_backend!r} does not expose {', '.join(missing)} in "
+                    "RenderOutput.extras, "
                     "which densification needs; use --pipeline.model.field-backend torch, or turn densification off "
                     "with --pipeline.model.stop-split-at 0"
                 )

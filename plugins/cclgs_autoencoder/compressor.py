@@ -134,7 +134,8 @@ class AutoencoderCompressor:
         dim = network.encoder[0].in_features
         if features.ndim != 2 or features.shape[1] != dim:
             raise DataError(
-                f"features of shape {features.shape} do not match the autoencoder's dimension {dim}; the feature stage and the compressor disagree"
+                f"features of shape {features.shape} do not match the autoencoder's dimension {dim}; the feature "
+                "stage and the compressor disagree"
             )
         if len(features) == 0:
             return np.zeros((0, self.output_size), dtype=np.float32)
@@ -180,7 +181,8 @@ class AutoencoderCompressor:
             )
         except RuntimeError as error:
             raise PluginError(
-                f"AutoencoderCompressor.load_state_dict: the cached network does not fit encoder_dims={self.encoder_dims} "
+                "AutoencoderCompressor.load_state_dict: the cached network does not fit "
+                f"encoder_dims={self.encoder_dims} "
                 f"({error}); use the options it was trained with or re-run the compressor stage"
             ) from error
         self._network = network.eval()

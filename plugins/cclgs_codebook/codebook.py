@@ -170,7 +170,8 @@ class ContrastiveCodebook:
         prototypes = state.get("prototypes")
         if prototypes is None or prototypes.ndim != 2 or prototypes.shape[0] < 1:
             raise PluginError(
-                f"{type(self).__name__}.load_state_dict needs 'prototypes' of shape (L, D); the cached state is not a codebook"
+                f"{type(self).__name__}.load_state_dict needs 'prototypes' of shape (L, D); the cached state is not a "
+                "codebook"
             )
         self._prototypes = F.normalize(prototypes.detach().float().cpu(), dim=1).contiguous()
 
@@ -267,7 +268,8 @@ def _as_features(features: np.ndarray, dim: int) -> np.ndarray:
     features = np.asarray(features, dtype=np.float32)
     if features.ndim != 2 or features.shape[1] != dim:
         raise DataError(
-            f"features of shape {features.shape} do not match the codebook's dimension {dim}; the feature stage and the codebook disagree"
+            f"features of shape {features.shape} do not match the codebook's dimension {dim}; the feature stage and "
+            "the codebook disagree"
         )
     norms = np.linalg.norm(features, axis=1, keepdims=True)
     if not np.all(np.isfinite(norms)) or np.any(norms == 0):

@@ -244,7 +244,8 @@ def resolve_checkpoint(model_name: str, pretrained: str) -> tuple[Path, dict[str
     if pretrained not in tags:
         if os.sep in pretrained or "/" in pretrained or path.suffix in CHECKPOINT_SUFFIXES:
             raise DataError(
-                f"OpenCLIP checkpoint {path} does not exist or is not a file. Pass pretrained = the path of an existing "
+                f"OpenCLIP checkpoint {path} does not exist or is not a file. Pass pretrained = the path of an "
+                "existing "
                 f"{model_name} checkpoint file, or one of its tags: {', '.join(tags) or 'none'}."
             )
         raise ConfigError(

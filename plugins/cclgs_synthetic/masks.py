@@ -66,7 +66,8 @@ class SyntheticMaskGenerator:
         parts, instances = load_label_map(frame, "part"), load_label_map(frame, "instance")
         if image.shape[:2] != parts.shape:
             raise DataError(
-                f"image of frame {frame.name} is {image.shape[1]}x{image.shape[0]}, its ground truth {parts.shape[1]}x{parts.shape[0]}"
+                f"image of frame {frame.name} is {image.shape[1]}x{image.shape[0]}, its ground truth "
+                f"{parts.shape[1]}x{parts.shape[0]}"
             )
         key = frame_key(frame)
         levels = {}

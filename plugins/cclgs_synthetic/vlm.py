@@ -122,13 +122,15 @@ class SimulatedFeatureExtractor:
         key = frame_key(frame)
         if key not in tables.occlusion:
             raise DataError(
-                f"{tables.root / 'visibility.json'} has no view {key!r}: frame {frame.image_path} is not part of this world"
+                f"{tables.root / 'visibility.json'} has no view {key!r}: frame {frame.image_path} is not part of this "
+                "world"
             )
         classes, instances = load_label_map(frame, "class"), load_label_map(frame, "instance")
         segments = segment_map.segments
         if segments.shape != classes.shape or image.shape[:2] != classes.shape:
             raise DataError(
-                f"frame {frame.name}: image {image.shape[:2]}, masks {segments.shape} and ground truth {classes.shape} differ in size"
+                f"frame {frame.name}: image {image.shape[:2]}, masks {segments.shape} and ground truth "
+                f"{classes.shape} differ in size"
             )
         count = segment_map.num_masks
         if count == 0:
