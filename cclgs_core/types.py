@@ -27,6 +27,9 @@ import numpy as np
 if TYPE_CHECKING:
     import torch  # imported lazily by the users of RenderOutput
 
+#: The colour (uint8 RGB) that transparent pixels of an image show: white.
+BACKGROUND_RGB: tuple[int, int, int] = (255, 255, 255)
+
 #: The two mask levels of CCL-LGS: ``sp`` = subpart + part, ``wp`` = whole + part.
 LEVELS: tuple[str, ...] = ("sp", "wp")
 
@@ -101,13 +104,22 @@ class Frame:
     ground_truth: Mapping[str, Path] = field(default_factory=dict)
 
     def load_image(self) -> np.ndarray:
-        """(H, W, 3) uint8 RGB at the camera's resolution; DataError naming the file when it cannot be decoded."""
+        """(H, W, 3) uint8 RGB at the camera's resolution; DataError naming the file when it cannot be decoded.
+
+        Images with transparency (RGBA, grey + alpha, palette with a transparent colour) are
+        composited over white (``BACKGROUND_RGB``), the rule of nerfstudio's Blender parser and of
+        the NeRF-synthetic scenes.
+        """
         from PIL import Image
 
         from cclgs_core.errors import DataError
 
         try:
             with Image.open(self.image_path) as image:
+                if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                    rgba = image.convert("RGBA")
+                    background = Image.new("RGBA", rgba.size, (*BACKGROUND_RGB, 255))
+                    image = Image.alpha_composite(background, rgba)
                 image = image.convert("RGB")
                 size = (self.camera.width, self.camera.height)
                 if image.size != size:
@@ -130,6 +142,9 @@ class Scene:
     points_path: Path | None = None
     #: Class names with ground truth (synthetic worlds and benchmarks), else empty.
     class_names: tuple[str, ...] = ()
+    #: (2, 3) float64 corners (min, max) of a box the scene's format says holds the scene, in
+    #: world units (instant-ngp's ``aabb_scale``), else None.
+    bounds: np.ndarray | None = None
 
     def split(self, name: str) -> list[Frame]:
         """The frames of one split ("train" or "test")."""

@@ -124,6 +124,58 @@ def test_opengl_to_opencv_projects_a_known_point(tmp_path):
         np.testing.assert_allclose(pixel[:2] / pixel[2], expected, atol=1e-9)
 
 
+def write_blender_scene(root: Path) -> None:
+    """A NeRF-synthetic (Blender) layout: transforms_train.json and transforms_test.json with
+    camera_angle_x, file paths without extension, RGBA PNGs whose left half is transparent."""
+    for split, count in (("train", 3), ("test", 2)):
+        frames = []
+        for index in range(count):
+            rgba = np.zeros((HEIGHT, WIDTH, 4), np.uint8)
+            rgba[:, :, :3] = (10 * index, 100, 200)
+            rgba[:, WIDTH // 2 :, 3] = 255  # right half opaque; the left half transparent, its colour hidden
+            (root / split).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rgba, "RGBA").save(root / split / f"r_{index}.png")
+            pose = opengl_pose(index + (3 if split == "test" else 0))
+            frames.append({"file_path": f"./{split}/r_{index}", "rotation": 0.1, "transform_matrix": pose.tolist()})
+        (root / f"transforms_{split}.json").write_text(json.dumps({"camera_angle_x": 0.6911, "frames": frames}))
+
+
+def test_blender_scene_as_shipped(tmp_path):
+    write_blender_scene(tmp_path)
+    scene = load_scene(tmp_path)
+    assert [(frame.name, frame.split) for frame in scene.frames] == [
+        ("test/r_0", "test"),
+        ("test/r_1", "test"),
+        ("train/r_0", "train"),
+        ("train/r_1", "train"),
+        ("train/r_2", "train"),
+    ]
+    assert scene.frames[2].image_path == tmp_path / "train" / "r_0.png"
+    camera = scene.frames[0].camera
+    focal = 0.5 * WIDTH / np.tan(0.5 * 0.6911)  # nerfstudio's Blender parser: fx = fy from camera_angle_x
+    assert (camera.width, camera.height) == (WIDTH, HEIGHT)  # no w, h: read from the image
+    np.testing.assert_allclose([camera.fx, camera.fy, camera.cx, camera.cy], [focal, focal, WIDTH / 2, HEIGHT / 2])
+    image = scene.frames[3].load_image()  # train/r_1
+    assert image.shape == (HEIGHT, WIDTH, 3)
+    assert (image[:, : WIDTH // 2] == 255).all()  # transparent pixels show the white background
+    assert (image[:, WIDTH // 2 :] == (10, 100, 200)).all()  # opaque pixels keep their colour
+
+
+def test_instant_ngp_fields_of_view_and_aabb_scale(tmp_path):
+    meta = nerfstudio_scene(tmp_path, count=2)
+    for key in ("fl_x", "fl_y", "cx", "cy"):
+        del meta[key]
+    meta.update(camera_angle_x=0.8, camera_angle_y=0.7, aabb_scale=4)
+    camera = load_scene(save(tmp_path, meta)).frames[0].camera
+    expected = [0.5 * WIDTH / np.tan(0.4), 0.5 * HEIGHT / np.tan(0.35), WIDTH / 2, HEIGHT / 2]
+    np.testing.assert_allclose([camera.fx, camera.fy, camera.cx, camera.cy], expected)
+    # instant-ngp's box: side aabb_scale around (0.5, 0.5, 0.5) after p * 0.33 + 0.5, so +-(2 / 0.33) in the world
+    np.testing.assert_allclose(load_scene(tmp_path).bounds, [[-2 / 0.33] * 3, [2 / 0.33] * 3])
+    meta.update(scale=0.5, offset=[0.5, 0.0, 0.5])
+    np.testing.assert_allclose(load_scene(save(tmp_path, meta)).bounds, [[-4, -3, -4], [4, 5, 4]])
+    assert load_scene(save(tmp_path, nerfstudio_scene(tmp_path))).bounds is None
+
+
 def test_per_frame_intrinsics(tmp_path):
     meta = nerfstudio_scene(tmp_path, count=2)
     for key in INTRINSICS:
@@ -132,9 +184,12 @@ def test_per_frame_intrinsics(tmp_path):
         frame.update(INTRINSICS, fl_x=10.0 + position)
     scene = load_scene(save(tmp_path, meta))
     assert sorted(frame.camera.fx for frame in scene.frames) == [10.0, 11.0]
-    del meta["frames"][0]["fl_y"]
+    del meta["frames"][0]["fl_y"]  # fl_y defaults to fl_x, as in instant-ngp's transforms
     save(tmp_path, meta)
-    with pytest.raises(DataError, match=r"transforms\.json.*'fl_y'"):
+    assert sorted((frame.camera.fx, frame.camera.fy) for frame in load_scene(tmp_path).frames)[0] == (10.0, 10.0)
+    del meta["frames"][0]["fl_x"]
+    save(tmp_path, meta)
+    with pytest.raises(DataError, match=r"transforms\.json.*no focal length; add fl_x .* or camera_angle_x"):
         load_scene(tmp_path)
 
 
@@ -225,8 +280,8 @@ def break_no_transform(meta):
     del meta["frames"][0]["transform_matrix"]
 
 
-def break_no_width(meta):
-    del meta["w"]
+def break_no_focal_length(meta):
+    del meta["fl_x"]
 
 
 def break_size(meta):
@@ -275,7 +330,7 @@ def break_applied_scale(meta):
         (break_no_frames, "non-empty 'frames'"),
         (break_no_file_path, r"frames\[\d\] has no 'file_path'"),
         (break_no_transform, "has no 'transform_matrix'"),
-        (break_no_width, "no 'w'"),
+        (break_no_focal_length, "no focal length; add fl_x"),
         (break_size, r"16x12 but its intrinsics say 32x24"),
         (break_duplicate, "more than one frame"),
         (break_same_stem, "several images are named 'frame_00001'"),

@@ -1,4 +1,5 @@
-"""Scene readers: nerfstudio ``transforms.json``, COLMAP ``sparse/0``, the LERF-OVS and 3D-OVS layouts.
+"""Scene readers: transforms files (nerfstudio, instant-ngp, Blender), COLMAP ``sparse/0``, the
+LERF-OVS and 3D-OVS layouts.
 
 ``load_scene`` detects the format. ``Scene.points_path`` is a ``.ply`` (nerfstudio) or a COLMAP
 ``points3D.bin``/``.txt``; read either with ``load_points``.
@@ -12,7 +13,7 @@ import numpy as np
 
 from cclgs_core.datasets.colmap import find_model, load_colmap, read_colmap_points
 from cclgs_core.datasets.lerf_ovs import default_label_dir, load_lerf_ovs
-from cclgs_core.datasets.nerfstudio import load_nerfstudio
+from cclgs_core.datasets.nerfstudio import load_nerfstudio, transforms_files
 from cclgs_core.datasets.three_d_ovs import classes_file, load_3dovs
 from cclgs_core.errors import DataError
 from cclgs_core.types import Scene
@@ -24,7 +25,8 @@ def load_scene(path: Path, downscale: int = 1) -> Scene:
     """Read the scene at ``path``; cameras are scaled by 1/``downscale`` and images resized on load.
 
     Formats, tried in order: ``path`` is a ``*.json`` or a folder with ``transforms.json``
-    (nerfstudio); a folder with ``sparse/0`` (or ``sparse``) and ``segmentations/classes.txt``
+    (nerfstudio, instant-ngp) or ``transforms_train.json`` (Blender); a folder with ``sparse/0``
+    (or ``sparse``) and ``segmentations/classes.txt``
     (3D-OVS); one with a LERF-OVS label folder ``../label/<name>`` (LERF-OVS); a folder with
     ``sparse/0`` (or ``sparse``) (COLMAP).
     """
@@ -33,7 +35,7 @@ def load_scene(path: Path, downscale: int = 1) -> Scene:
         return load_nerfstudio(path, downscale)
     if not path.is_dir():
         raise DataError(f"{path}: no such scene file or folder")
-    if (path / "transforms.json").is_file():
+    if transforms_files(path):
         return load_nerfstudio(path, downscale)
     if find_model(path) is not None:
         if classes_file(path).is_file():
@@ -42,7 +44,8 @@ def load_scene(path: Path, downscale: int = 1) -> Scene:
             return load_lerf_ovs(path, downscale=downscale)
         return load_colmap(path, downscale)
     raise DataError(
-        f"{path}: not a scene folder; looked for {path / 'transforms.json'} (nerfstudio) and a COLMAP model "
+        f"{path}: not a scene folder; looked for {path / 'transforms.json'} (nerfstudio, instant-ngp), "
+        f"{path / 'transforms_train.json'} (Blender) and a COLMAP model "
         f"in {path / 'sparse' / '0'} or {path / 'sparse'} (cameras.bin/.txt, images.bin/.txt)"
     )
 

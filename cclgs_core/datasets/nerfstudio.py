@@ -1,26 +1,37 @@
-"""Reader for nerfstudio's ``transforms.json`` scene format.
+"""Reader for transforms files: nerfstudio's ``transforms.json``, instant-ngp's, and the Blender
+(NeRF-synthetic) layout of one ``transforms_<split>.json`` per split.
 
-Keys read (all paths relative to the folder of transforms.json):
+Files: ``path`` is a ``*.json`` file, or a folder holding ``transforms.json``, or a folder
+holding ``transforms_train.json`` and optionally ``transforms_val.json`` / ``transforms_test.json``
+(Blender; a frame's split is its file's, val counting as test). Keys read (paths relative to the
+folder of the file):
 
-- top level: ``frames`` (required); intrinsics ``fl_x fl_y cx cy w h`` (here or per frame);
-  distortion ``k1 k2 k3 k4 p1 p2`` or ``distortion_params`` (here or per frame, must be zero);
-  ``camera_model`` (absent or a perspective model); ``train_filenames``, ``val_filenames``,
-  ``test_filenames`` (the split; val counts as test); ``ply_file_path`` (sparse points .ply);
-  ``applied_scale`` (refused unless 1 when there are sparse points). Ours: ``gaussians_file_path``
-  (a 3DGS .ply).
-- per frame: ``file_path``, ``transform_matrix`` (OpenGL camera-to-world, 4x4 or 3x4), the
-  intrinsics and distortion when not at the top level. Ours: ``ground_truth`` =
-  ``{kind: path}`` with kinds from ``GROUND_TRUTH_KINDS``.
-- ``classes.json`` beside transforms.json (optional, ours):
+- top level: ``frames`` (required); intrinsics (here or per frame): focal lengths ``fl_x``,
+  ``fl_y`` in pixels, or fields of view ``camera_angle_x``, ``camera_angle_y`` in radians (or
+  ``x_fov``, ``y_fov`` in degrees); ``fl_y`` defaults to ``fl_x``; ``cx``, ``cy`` default to the
+  image centre; ``w``, ``h`` default to the size of the frame's image. Distortion ``k1 k2 k3 k4
+  p1 p2`` or ``distortion_params`` (must be zero); ``camera_model`` (absent or a perspective
+  model); ``train_filenames``, ``val_filenames``, ``test_filenames`` (the split of a single
+  transforms.json; val counts as test); ``ply_file_path`` (sparse points .ply);
+  ``applied_scale`` (refused unless 1 when there are sparse points); ``aabb_scale`` (instant-ngp's
+  scene box, with its ``scale`` and ``offset``: read into ``Scene.bounds``). Ours:
+  ``gaussians_file_path`` (a 3DGS .ply).
+- per frame: ``file_path`` (a file path, or one without extension that names a ``.png``, as
+  nerfstudio's instant-ngp and Blender parsers read it), ``transform_matrix`` (OpenGL
+  camera-to-world, 4x4 or 3x4), the intrinsics and distortion when not at the top level. Ours:
+  ``ground_truth`` = ``{kind: path}`` with kinds from ``GROUND_TRUTH_KINDS``.
+- ``classes.json`` beside the transforms (optional, ours):
   ``{"classes": [{"id": 0, "name": ..., "query": ...}, ...]}`` with ids 0..C-1.
 
-Frames are ordered by file path as nerfstudio orders them, so frame indices agree with
-nerfstudio's camera indices. Without split lists every frame is "train".
+Images with an alpha channel are composited over white (``Frame.load_image``). Frames are ordered
+by image path as nerfstudio orders them, so frame indices agree with nerfstudio's camera indices.
+Without split lists or per-split files every frame is "train".
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -42,10 +53,14 @@ from cclgs_core.types import Camera, Frame, Scene
 #: OpenGL camera axes (x right, y up, z backward) to OpenCV (x right, y down, z forward).
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 
-_INTRINSICS = ("fl_x", "fl_y", "cx", "cy", "w", "h")
 _DISTORTION = ("k1", "k2", "k3", "k4", "p1", "p2")
 _PERSPECTIVE_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
 _SPLIT_KEYS = {"train_filenames": "train", "val_filenames": "test", "test_filenames": "test"}
+#: Blender's per-split transforms files and the split of their frames.
+_SPLIT_FILES = {"transforms_train.json": "train", "transforms_val.json": "test", "transforms_test.json": "test"}
+#: instant-ngp maps world coordinates p to p * scale + offset and centres its box of side
+#: aabb_scale on (0.5, 0.5, 0.5); these are its defaults for scale and offset.
+_NGP_SCALE, _NGP_OFFSET = 0.33, (0.5, 0.5, 0.5)
 _UNDISTORT_HINT = (
     "undistort the images first (for COLMAP data: `colmap image_undistorter` then load its output; "
     "for other sources undistort with OpenCV) and write zero distortion"
@@ -97,20 +112,48 @@ def read_classes(path: Path) -> list[SceneClass]:
     return classes
 
 
-def _lookup(source: Path, meta: dict, frame: dict, key: str, where: str) -> Any:
-    if key in frame:
-        return frame[key]
-    if key in meta:
-        return meta[key]
-    raise DataError(f"{source}: {where} has no '{key}' and there is no top-level '{key}'; add the camera intrinsics")
+def _focal(values: dict, focal_key: str, angle_key: str, degrees_key: str, size: int) -> float | None:
+    """A focal length in pixels from itself or from a field of view across ``size`` pixels."""
+    if values.get(focal_key) is not None:
+        return float(values[focal_key])
+    if values.get(angle_key) is not None:
+        return 0.5 * size / math.tan(0.5 * float(values[angle_key]))
+    if values.get(degrees_key) is not None:
+        return 0.5 * size / math.tan(0.5 * math.radians(float(values[degrees_key])))
+    return None
 
 
-def _camera(source: Path, meta: dict, frame: dict, where: str) -> Camera:
-    """The OpenCV camera of one frame at full resolution."""
-    values = {key: _lookup(source, meta, frame, key, where) for key in _INTRINSICS}
+def _image_size(source: Path, image_path: Path) -> tuple[int, int]:
+    """(width, height) from the image header, for transforms that do not state w and h."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not image_path.is_file():
+        raise DataError(f"{source}: image {image_path} does not exist; fix the frame's path or restore the image")
     try:
-        fx, fy, cx, cy = (float(values[key]) for key in ("fl_x", "fl_y", "cx", "cy"))
-        width, height = int(values["w"]), int(values["h"])
+        with Image.open(image_path) as image:
+            return image.size
+    except (UnidentifiedImageError, OSError) as error:
+        raise DataError(f"{source}: image {image_path} cannot be read ({error}); replace the file") from None
+
+
+def _camera(source: Path, meta: dict, frame: dict, where: str, image_path: Path) -> Camera:
+    """The OpenCV camera of one frame at full resolution."""
+    keys = ("fl_x", "fl_y", "camera_angle_x", "camera_angle_y", "x_fov", "y_fov", "cx", "cy", "w", "h")
+    values = {key: frame.get(key, meta.get(key)) for key in keys}
+    values = {key: value for key, value in values.items() if value is not None}
+    try:
+        if "w" in values and "h" in values:
+            width, height = int(values["w"]), int(values["h"])
+        else:
+            width, height = _image_size(source, image_path)
+        fx = _focal(values, "fl_x", "camera_angle_x", "x_fov", width)
+        if fx is None:
+            raise DataError(
+                f"{source}: {where} has no focal length; add fl_x (pixels) or camera_angle_x (radians), "
+                "per frame or at the top level"
+            )
+        fy = _focal(values, "fl_y", "camera_angle_y", "y_fov", height) or fx
+        cx, cy = float(values.get("cx", width / 2.0)), float(values.get("cy", height / 2.0))
     except (TypeError, ValueError):
         raise DataError(f"{source}: {where} has non-numeric intrinsics {values}") from None
     if not all(np.isfinite([fx, fy, cx, cy])) or fx <= 0 or fy <= 0 or width <= 0 or height <= 0:
@@ -163,39 +206,83 @@ def _existing(source: Path, data_dir: Path, meta: dict, key: str) -> Path | None
     return path
 
 
-def load_nerfstudio(path: Path, downscale: int = 1) -> Scene:
-    """Read a nerfstudio scene: ``path`` is transforms.json or the folder holding it."""
-    check_downscale(downscale)
+def transforms_files(path: Path) -> list[tuple[Path, str | None]]:
+    """The transforms files of the scene at ``path``, each with the split it gives its frames
+    (None: from the split lists inside, else "train"); empty when there are none."""
     path = Path(path)
-    source = path if path.suffix == ".json" else path / "transforms.json"
-    data_dir = source.parent
+    if path.suffix == ".json":
+        return [(path, None)]
+    if (path / "transforms.json").is_file():
+        return [(path / "transforms.json", None)]
+    if (path / "transforms_train.json").is_file():
+        return [(path / name, split) for name, split in _SPLIT_FILES.items() if (path / name).is_file()]
+    return []
+
+
+def _image_path(data_dir: Path, file_path: str) -> Path:
+    """The image a frame's ``file_path`` names; without an extension, the ``.png`` it stands for."""
+    path = data_dir / file_path
+    with_png = Path(f"{path}.png")
+    return with_png if not path.exists() and with_png.is_file() else path
+
+
+class _FrameRecord(NamedTuple):
+    """One frame entry of a transforms file."""
+
+    source: Path  # the transforms file
+    meta: dict  # its top level
+    entry: dict  # the frame's own entry
+    where: str  # "frames[i] (file_path)", for messages
+    image_path: Path
+    split: str | None  # fixed by a per-split file, else None
+
+
+def _read_records(source: Path, split: str | None) -> list[_FrameRecord]:
     meta = read_json(source)
     if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list) or not meta["frames"]:
         raise DataError(f"{source}: needs a non-empty 'frames' list (nerfstudio transforms.json format)")
     model = meta.get("camera_model", "OPENCV")
     if model not in _PERSPECTIVE_MODELS:
         raise DataError(f"{source}: camera_model {model!r} is not a pinhole camera; {_UNDISTORT_HINT}")
-
+    if split is not None and any(key in meta for key in _SPLIT_KEYS):
+        raise DataError(f"{source}: a per-split file cannot carry split lists ({', '.join(_SPLIT_KEYS)}); remove them")
     records = []
-    for position, frame in enumerate(meta["frames"]):
-        if not isinstance(frame, dict) or not isinstance(frame.get("file_path"), str):
+    for position, entry in enumerate(meta["frames"]):
+        if not isinstance(entry, dict) or not isinstance(entry.get("file_path"), str):
             raise DataError(f"{source}: frames[{position}] has no 'file_path'")
-        if "transform_matrix" not in frame:
-            raise DataError(f"{source}: frames[{position}] ({frame['file_path']}) has no 'transform_matrix'")
-        records.append((frame["file_path"], position, frame))
-    records.sort(key=lambda record: record[0])
+        if "transform_matrix" not in entry:
+            raise DataError(f"{source}: frames[{position}] ({entry['file_path']}) has no 'transform_matrix'")
+        where = f"frames[{position}] ({entry['file_path']})"
+        records.append(_FrameRecord(source, meta, entry, where, _image_path(source.parent, entry["file_path"]), split))
+    return records
 
-    image_paths = [data_dir / file_path for file_path, _, _ in records]
+
+def load_nerfstudio(path: Path, downscale: int = 1) -> Scene:
+    """Read a transforms scene: ``path`` is a transforms ``*.json`` or the folder holding
+    ``transforms.json`` or Blender's ``transforms_<split>.json`` files."""
+    check_downscale(downscale)
+    path = Path(path)
+    files = transforms_files(path)
+    if not files:
+        raise DataError(f"{path}: holds neither transforms.json nor transforms_train.json")
+    data_dir = files[0][0].parent
+    records = sorted(
+        (record for source, split in files for record in _read_records(source, split)),
+        key=lambda record: os.path.relpath(record.image_path, data_dir),
+    )
+    image_paths = [record.image_path for record in records]
+    source = files[0][0] if len(files) == 1 else data_dir
     check_unique(source, image_paths)
-    cameras = [
-        _camera(source, meta, frame, f"frames[{position}] ({file_path})") for file_path, position, frame in records
-    ]
+    cameras = [_camera(record.source, record.meta, record.entry, record.where, record.image_path) for record in records]
     check_images(source, image_paths, cameras)
-    splits = _splits(source, meta, data_dir, image_paths)
-    names = frame_names(source, [file_path for file_path, _, _ in records])
+    if len(files) == 1 and files[0][1] is None:
+        splits = _splits(source, records[0].meta, data_dir, image_paths)
+    else:
+        splits = [record.split for record in records]
+    names = frame_names(source, [os.path.relpath(path, data_dir) for path in image_paths])
 
     frames = []
-    for index, ((file_path, position, frame), camera) in enumerate(zip(records, cameras)):
+    for index, (record, camera) in enumerate(zip(records, cameras)):
         frames.append(
             Frame(
                 index=index,
@@ -203,10 +290,11 @@ def load_nerfstudio(path: Path, downscale: int = 1) -> Scene:
                 image_path=image_paths[index],
                 camera=downscaled(camera, downscale),
                 split=splits[index],
-                ground_truth=_ground_truth(source, data_dir, frame, f"frames[{position}] ({file_path})"),
+                ground_truth=_ground_truth(record.source, data_dir, record.entry, record.where),
             )
         )
 
+    meta = next(record.meta for record in records if record.source == files[0][0])  # the (train) file's top level
     points_path = _existing(source, data_dir, meta, "ply_file_path")
     if points_path is not None and meta.get("applied_scale", 1.0) != 1.0:
         raise DataError(
@@ -221,7 +309,32 @@ def load_nerfstudio(path: Path, downscale: int = 1) -> Scene:
         gaussians_path=_existing(source, data_dir, meta, "gaussians_file_path"),
         points_path=points_path,
         class_names=class_names,
+        bounds=_ngp_bounds(source, meta),
     )
+
+
+def _ngp_bounds(source: Path, meta: dict) -> np.ndarray | None:
+    """(2, 3) world-space corners of instant-ngp's scene box, or None without ``aabb_scale``.
+
+    instant-ngp maps a world point p to p * scale + offset and bounds the scene by the cube of side
+    aabb_scale centred on (0.5, 0.5, 0.5) in those coordinates; mapped back to the world:
+    (0.5 -+ aabb_scale / 2 - offset) / scale.
+    """
+    if "aabb_scale" not in meta:
+        return None
+    try:
+        side = float(meta["aabb_scale"])
+        scale = float(meta.get("scale", _NGP_SCALE))
+        offset = np.asarray(meta.get("offset", _NGP_OFFSET), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"{source}: aabb_scale, scale and offset must be numbers (offset: three)") from None
+    if offset.shape != (3,) or not np.isfinite([side, scale, *offset]).all() or side <= 0 or scale <= 0:
+        raise DataError(
+            f"{source}: aabb_scale {meta['aabb_scale']!r}, scale {scale} and offset {offset.tolist()} must be "
+            "finite, positive (offset: three numbers); fix them or remove aabb_scale"
+        )
+    corners = np.stack([0.5 - side / 2.0 - offset, 0.5 + side / 2.0 - offset]) / scale
+    return corners
 
 
 def _ground_truth(source: Path, data_dir: Path, frame: dict, where: str) -> dict[str, Path]:
