@@ -27,6 +27,8 @@ import numpy as np
 if TYPE_CHECKING:
     import torch  # imported lazily by the users of RenderOutput
 
+    from cclgs_core.undistort import LensDistortion
+
 #: The colour (uint8 RGB) that transparent pixels of an image show: white.
 BACKGROUND_RGB: tuple[int, int, int] = (255, 255, 255)
 
@@ -93,7 +95,9 @@ class Frame:
     """One posed image of a scene.
 
     ``ground_truth`` maps a name ("class", "instance", "part", "depth") to a file holding an
-    (H, W) map; only synthetic scenes and benchmarks carry it.
+    (H, W) map; only synthetic scenes and benchmarks carry it. ``distortion``: the photo at
+    ``image_path`` has lens distortion and is undistorted on load; ``camera`` is then the
+    undistorted pinhole camera (``cclgs_core.undistort``).
     """
 
     index: int
@@ -102,6 +106,7 @@ class Frame:
     camera: Camera
     split: str = "train"
     ground_truth: Mapping[str, Path] = field(default_factory=dict)
+    distortion: LensDistortion | None = None
 
     def load_image(self) -> np.ndarray:
         """(H, W, 3) uint8 RGB at the camera's resolution; DataError naming the file when it cannot be decoded.
@@ -121,6 +126,10 @@ class Frame:
                     background = Image.new("RGBA", rgba.size, (*BACKGROUND_RGB, 255))
                     image = Image.alpha_composite(background, rgba)
                 image = image.convert("RGB")
+                if self.distortion is not None:
+                    from cclgs_core.undistort import undistort_image
+
+                    image = Image.fromarray(undistort_image(np.asarray(image), self.distortion))
                 size = (self.camera.width, self.camera.height)
                 if image.size != size:
                     image = image.resize(size, Image.Resampling.BILINEAR)

@@ -229,14 +229,56 @@ def test_downscale_scales_cameras_and_images(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "distortion",
-    [{"k1": 0.1}, {"p2": -0.01}, {"k4": 0.2}, {"distortion_params": [0, 0, 0, 0, 0.001, 0]}],
+    "distortion, message",
+    [
+        ({"k4": 0.2}, r"k4 = 0\.2; like nerfstudio, cclgs undistorts .* k1, k2, k3, p1, p2 only: undistort"),
+        ({"distortion_params": [0.1, 0.0, 0.0]}, r"invalid distortion parameters; give numbers k1 k2 k3 k4 p1 p2"),
+        ({"k1": "strong"}, "invalid distortion parameters"),
+    ],
 )
-def test_distortion_is_refused_with_a_fix(tmp_path, distortion):
+def test_unsupported_distortion_is_refused_with_a_fix(tmp_path, distortion, message):
     meta = nerfstudio_scene(tmp_path, count=1)
     meta.update(distortion)
-    with pytest.raises(DataError, match=r"transforms\.json.*distortion.*undistort"):
+    with pytest.raises(DataError, match=r"transforms\.json.*" + message):
         load_scene(save(tmp_path, meta))
+
+
+def test_undistortion_puts_a_known_point_where_opencv_does(tmp_path):
+    """A bright dot drawn where OpenCV projects a 3D point through the distorted lens lands, after
+    cclgs undistorts the photo on load, where the frame's pinhole camera projects that point."""
+    import cv2
+
+    width, height = 96, 64
+    lens = {"k1": 0.3, "k2": -0.1, "k3": 0.01, "p1": 0.004, "p2": -0.003}
+    intrinsics = {"fl_x": 80.0, "fl_y": 78.0, "cx": 47.0, "cy": 33.5, "w": width, "h": height}
+    pose = opengl_pose(0)
+    point_camera = np.array([0.45, -0.3, 1.0]) * 2.0  # OpenCV camera frame, near the upper-right corner
+    source_matrix = np.array([[80.0, 0, 47.0 - 0.5], [0, 78.0, 33.5 - 0.5], [0, 0, 1]])  # OpenCV pixel centres
+    coefficients = np.array([lens[key] for key in ("k1", "k2", "p1", "p2", "k3")])
+    distorted, _ = cv2.projectPoints(point_camera[None], np.zeros(3), np.zeros(3), source_matrix, coefficients)
+    dot = distorted.reshape(2) + 0.5  # cclgs pixel coordinates in the photo
+    ys, xs = np.mgrid[0:height, 0:width] + 0.5
+    blob = 255 * np.exp(-((xs - dot[0]) ** 2 + (ys - dot[1]) ** 2) / (2 * 1.2**2))
+    Image.fromarray(np.repeat(blob[..., None], 3, axis=2).astype(np.uint8)).save(tmp_path / "photo.png")
+    frame = {"file_path": "photo.png", "transform_matrix": pose.tolist()}
+    save(tmp_path, {**intrinsics, **lens, "camera_model": "OPENCV", "frames": [frame]})
+
+    loaded = load_scene(tmp_path).frames[0]
+    camera = loaded.camera
+    assert (camera.width, camera.height) != (width, height) or (camera.fx, camera.fy) != (80.0, 78.0)
+    world = loaded.distortion.source.camera_to_world @ np.append(point_camera, 1.0)
+    projected = camera.intrinsics @ (camera.world_to_camera @ world)[:3]
+    expected = projected[:2] / projected[2]  # where the pinhole camera sees the point
+    image = loaded.load_image()[..., 0].astype(np.float64)
+    assert image.shape == (camera.height, camera.width)
+    weights = np.where(image > 0.3 * image.max(), image, 0.0)
+    ys, xs = np.mgrid[0 : camera.height, 0 : camera.width] + 0.5
+    centroid = np.array([(weights * xs).sum(), (weights * ys).sum()]) / weights.sum()
+    assert np.abs(centroid - expected).max() < 0.2, (centroid, expected)
+    # and OpenCV's own point undistortion agrees with the camera cclgs reports
+    matrix, (crop_x, crop_y, _, _) = cv2.getOptimalNewCameraMatrix(source_matrix, coefficients, (width, height), 0)
+    undistorted = cv2.undistortPoints(distorted, source_matrix, coefficients, P=matrix).reshape(2)
+    np.testing.assert_allclose(undistorted - (crop_x, crop_y) + 0.5, expected, atol=1e-3)  # iterative inverse
 
 
 def test_zero_distortion_and_pinhole_models_are_accepted(tmp_path):

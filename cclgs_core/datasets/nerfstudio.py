@@ -9,13 +9,14 @@ folder of the file):
 - top level: ``frames`` (required); intrinsics (here or per frame): focal lengths ``fl_x``,
   ``fl_y`` in pixels, or fields of view ``camera_angle_x``, ``camera_angle_y`` in radians (or
   ``x_fov``, ``y_fov`` in degrees); ``fl_y`` defaults to ``fl_x``; ``cx``, ``cy`` default to the
-  image centre; ``w``, ``h`` default to the size of the frame's image. Distortion ``k1 k2 k3 k4
-  p1 p2`` or ``distortion_params`` (must be zero); ``camera_model`` (absent or a perspective
-  model); ``train_filenames``, ``val_filenames``, ``test_filenames`` (the split of a single
-  transforms.json; val counts as test); ``ply_file_path`` (sparse points .ply);
-  ``applied_scale`` (refused unless 1 when there are sparse points); ``aabb_scale`` (instant-ngp's
-  scene box, with its ``scale`` and ``offset``: read into ``Scene.bounds``). Ours:
-  ``gaussians_file_path`` (a 3DGS .ply).
+  image centre; ``w``, ``h`` default to the size of the frame's image. Lens distortion ``k1 k2
+  k3 p1 p2`` (``k4`` must be 0) or ``distortion_params`` (the six in nerfstudio's order): the
+  photos are undistorted on load as nerfstudio undistorts them (``cclgs_core.undistort``).
+  ``camera_model`` (absent or a perspective model). ``train_filenames``, ``val_filenames``,
+  ``test_filenames``: the split of a single transforms.json (val counts as test).
+  ``ply_file_path``: sparse points .ply. ``applied_scale``: refused unless 1 when there are
+  sparse points. ``aabb_scale``: instant-ngp's scene box, with its ``scale`` and ``offset``,
+  read into ``Scene.bounds``. Ours: ``gaussians_file_path`` (a 3DGS .ply).
 - per frame: ``file_path`` (a file path, or one without extension that names a ``.png``, as
   nerfstudio's instant-ngp and Blender parsers read it), ``transform_matrix`` (OpenGL
   camera-to-world, 4x4 or 3x4), the intrinsics and distortion when not at the top level. Ours:
@@ -49,6 +50,7 @@ from cclgs_core.datasets.common import (
 )
 from cclgs_core.errors import DataError
 from cclgs_core.types import Camera, Frame, Scene
+from cclgs_core.undistort import LensDistortion, lens_distortion
 
 #: OpenGL camera axes (x right, y up, z backward) to OpenCV (x right, y down, z forward).
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
@@ -63,7 +65,7 @@ _SPLIT_FILES = {"transforms_train.json": "train", "transforms_val.json": "test",
 _NGP_SCALE, _NGP_OFFSET = 0.33, (0.5, 0.5, 0.5)
 _UNDISTORT_HINT = (
     "undistort the images first (for COLMAP data: `colmap image_undistorter` then load its output; "
-    "for other sources undistort with OpenCV) and write zero distortion"
+    "for other sources with OpenCV) and write the pinhole intrinsics with zero distortion"
 )
 
 
@@ -159,18 +161,43 @@ def _camera(source: Path, meta: dict, frame: dict, where: str, image_path: Path)
     if not all(np.isfinite([fx, fy, cx, cy])) or fx <= 0 or fy <= 0 or width <= 0 or height <= 0:
         raise DataError(f"{source}: {where} has invalid intrinsics {values}; focal lengths and sizes must be positive")
 
-    try:
-        distortion = [float(frame.get(key, meta.get(key, 0.0))) for key in _DISTORTION]
-        distortion += [float(value) for value in frame.get("distortion_params", meta.get("distortion_params", []))]
-    except (TypeError, ValueError):
-        raise DataError(f"{source}: {where} has non-numeric distortion parameters") from None
-    if any(value != 0.0 for value in distortion):
-        raise DataError(
-            f"{source}: {where} has lens distortion {distortion}; cclgs needs pinhole images: {_UNDISTORT_HINT}"
-        )
-
     pose = rigid_pose(source, f"{where} transform_matrix", frame.get("transform_matrix"))
     return Camera(pose @ OPENGL_TO_OPENCV, fx, fy, cx, cy, width, height)
+
+
+def _distortion(source: Path, meta: dict, frame: dict, where: str, camera: Camera) -> LensDistortion | None:
+    """The frame's lens distortion (None for a pinhole photo): ``k1 k2 k3 k4 p1 p2`` or nerfstudio's
+    ``distortion_params`` list in that order, per frame or at the top level."""
+    listed = frame.get("distortion_params", meta.get("distortion_params"))
+    try:
+        if listed is not None:
+            values = [float(value) for value in listed]
+            if len(values) != len(_DISTORTION):
+                raise ValueError
+        else:
+            values = [float(frame.get(key, meta.get(key, 0.0))) for key in _DISTORTION]
+    except (TypeError, ValueError):
+        raise DataError(
+            f"{source}: {where} has invalid distortion parameters; give numbers {' '.join(_DISTORTION)} "
+            "(or distortion_params, six numbers in that order)"
+        ) from None
+    coefficients = dict(zip(_DISTORTION, values))
+    if not np.isfinite(values).all():
+        raise DataError(f"{source}: {where} has non-finite distortion parameters {coefficients}; fix them")
+    if not any(values):
+        return None
+    if coefficients.pop("k4") != 0.0:
+        raise DataError(
+            f"{source}: {where} has k4 = {values[3]}; like nerfstudio, cclgs undistorts perspective photos with "
+            f"OpenCV's k1, k2, k3, p1, p2 only: {_UNDISTORT_HINT}"
+        )
+    distortion = lens_distortion(camera, **coefficients)
+    if distortion.camera.width < 2 or distortion.camera.height < 2:
+        raise DataError(
+            f"{source}: {where}: undistorting with {coefficients} leaves no valid image region; check the "
+            "distortion parameters"
+        )
+    return distortion
 
 
 def _splits(source: Path, meta: dict, data_dir: Path, image_paths: list[Path]) -> list[str]:
@@ -275,6 +302,10 @@ def load_nerfstudio(path: Path, downscale: int = 1) -> Scene:
     check_unique(source, image_paths)
     cameras = [_camera(record.source, record.meta, record.entry, record.where, record.image_path) for record in records]
     check_images(source, image_paths, cameras)
+    distortions = [
+        _distortion(record.source, record.meta, record.entry, record.where, camera)
+        for record, camera in zip(records, cameras)
+    ]
     if len(files) == 1 and files[0][1] is None:
         splits = _splits(source, records[0].meta, data_dir, image_paths)
     else:
@@ -282,15 +313,17 @@ def load_nerfstudio(path: Path, downscale: int = 1) -> Scene:
     names = frame_names(source, [os.path.relpath(path, data_dir) for path in image_paths])
 
     frames = []
-    for index, (record, camera) in enumerate(zip(records, cameras)):
+    for index, (record, camera, distortion) in enumerate(zip(records, cameras, distortions)):
+        pinhole = camera if distortion is None else distortion.camera
         frames.append(
             Frame(
                 index=index,
                 name=names[index],
                 image_path=image_paths[index],
-                camera=downscaled(camera, downscale),
+                camera=downscaled(pinhole, downscale),
                 split=splits[index],
                 ground_truth=_ground_truth(record.source, data_dir, record.entry, record.where),
+                distortion=distortion,
             )
         )
 
