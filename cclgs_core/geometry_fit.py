@@ -171,6 +171,34 @@ def fit_geometry(
 # -- parameters ------------------------------------------------------------------------------
 
 
+#: splatfacto's random initialisation: points in a cube of side 10 in nerfstudio's normalised
+#: coordinates, where the camera centres, taken about their mean, reach at most 1 on any axis.
+RANDOM_CUBE_SIDE = 10.0
+
+
+def random_initialisation(scene: Scene, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Initial points for a scene without sparse points, as splatfacto makes them.
+
+    Uniform in ``scene.bounds`` when the scene states a box (instant-ngp's ``aabb_scale``), else in
+    splatfacto's cube: centred on the mean camera centre, of side ``RANDOM_CUBE_SIDE`` times the
+    largest distance, along any axis, of a camera centre from that mean. Colours are uniform.
+
+    Returns (count, 3) float64 points and (count, 3) float64 colours in [0, 1].
+    """
+    if count < 1:
+        raise ConfigError(f"random initialisation needs at least 1 point, got {count}")
+    if scene.bounds is not None:
+        low, high = np.asarray(scene.bounds, dtype=np.float64)
+    else:
+        centres = np.stack([frame.camera.center for frame in scene.frames])  # (F, 3)
+        middle = centres.mean(axis=0)
+        reach = float(np.abs(centres - middle).max()) or 1.0
+        low, high = middle - RANDOM_CUBE_SIDE / 2 * reach, middle + RANDOM_CUBE_SIDE / 2 * reach
+    generator = np.random.default_rng(seed)
+    points = low + generator.random((count, 3)) * (high - low)
+    return points, generator.random((count, 3))
+
+
 def initial_parameters(
     points: np.ndarray, colors: np.ndarray | None, sh_degree: int, initial_opacity: float
 ) -> dict[str, torch.nn.Parameter]:

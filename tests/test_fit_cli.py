@@ -37,3 +37,28 @@ def test_fit_command_writes_gaussians_and_reports_psnr(tmp_path):
 def test_fit_rejects_a_bad_background(tmp_path):
     result = run_cli("fit", str(tmp_path), "--background", "white")
     assert result.returncode == 2 and "--background 'white'" in result.stderr
+
+
+def test_fit_starts_from_random_points_without_sparse_points(tmp_path):
+    world = tmp_path / "world"
+    made = run_cli("synth", str(world), "--width", "40", "--height", "40", "--train-views", "6", "--test-views", "2")
+    assert made.returncode == 0, made.stderr
+    out = tmp_path / "fitted.ply"
+    result = run_cli(
+        "fit",
+        str(world),
+        "--out",
+        str(out),
+        "--steps",
+        "80",
+        "--background",
+        "1,1,1",
+        "--init",
+        "random",
+        "--random-points",
+        "3000",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "starting from 3000 random points" in result.stdout
+    psnr = float(re.search(r"held-out PSNR: mean ([\d.]+) dB", result.stdout).group(1))
+    assert psnr > 12.0  # a plain white image scores 6-7 dB on these views

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,3 +96,25 @@ def test_ssim_of_identical_and_different_images():
     image = torch.rand(20, 24, 3, generator=torch.Generator().manual_seed(0))
     assert ssim(image, image).item() == pytest.approx(1.0, abs=1e-5)
     assert ssim(image, 1 - image).item() < 0.5
+
+
+def test_random_initialisation_fills_the_stated_box_or_splatfacto_cube():
+    from cclgs_core.geometry_fit import RANDOM_CUBE_SIDE, random_initialisation
+    from cclgs_core.testing.backends import look_at
+    from cclgs_core.types import Camera, Frame, Scene
+
+    poses = [look_at(np.array(eye, dtype=np.float64), np.zeros(3)) for eye in ([3, 0, 1], [-1, 0, 1])]
+    cameras = [Camera(pose, 10.0, 10.0, 4.0, 4.0, 8, 8) for pose in poses]
+    frames = [Frame(i, f"f{i}", Path(f"f{i}.png"), camera) for i, camera in enumerate(cameras)]
+    scene = Scene(root=Path("."), frames=frames)
+    points, colours = random_initialisation(scene, 4000, seed=1)
+    assert points.shape == colours.shape == (4000, 3) and (colours >= 0).all() and (colours <= 1).all()
+    # centres (3, 0, 1) and (-1, 0, 1): mean (1, 0, 1), reach 2 along x, so a cube of side 10 * 2
+    half = RANDOM_CUBE_SIDE / 2 * 2
+    np.testing.assert_allclose(points.min(axis=0), [1 - half, -half, 1 - half], atol=0.1)
+    np.testing.assert_allclose(points.max(axis=0), [1 + half, half, 1 + half], atol=0.1)
+    scene.bounds = np.array([[-1.0, -2.0, -3.0], [1.0, 2.0, 3.0]])
+    boxed, _ = random_initialisation(scene, 4000, seed=1)
+    assert (boxed >= scene.bounds[0]).all() and (boxed <= scene.bounds[1]).all()
+    np.testing.assert_allclose(boxed.max(axis=0) - boxed.min(axis=0), [2, 4, 6], atol=0.05)
+    np.testing.assert_array_equal(random_initialisation(scene, 10, seed=1)[0], random_initialisation(scene, 10, 1)[0])

@@ -58,7 +58,7 @@ def load_points(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
     if path is None:
         raise DataError(
             f"{scene.root}: the scene has no sparse points (no ply_file_path in transforms.json, or an empty or "
-            "missing COLMAP points3D); add a point cloud or initialise the Gaussians another way"
+            "missing COLMAP points3D); add a point cloud, or start `cclgs fit` from random points (--init random)"
         )
     if path.suffix == ".ply":
         return read_points(path)

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 
+class InitialPoints(str, Enum):
+    """Where ``cclgs fit`` starts its Gaussians."""
+
+    auto = "auto"
+    points = "points"
+    random = "random"
+
+
 def fit(
     scene: Path = typer.Argument(
-        ..., help="Scene folder with posed images and sparse points (transforms.json or COLMAP)."
+        ..., help="Scene folder with posed images (transforms files or COLMAP), with or without sparse points."
     ),
     out: Optional[Path] = typer.Option(
         None, help="Where to write the fitted 3DGS .ply [default: SCENE/cclgs/fitted_gaussians.ply]."
@@ -21,13 +30,21 @@ def fit(
     background: str = typer.Option("0,0,0", help="Background colour behind the Gaussians as r,g,b in [0, 1]."),
     downscale: int = typer.Option(1, help="Divide image resolution by this factor."),
     seed: int = typer.Option(0, help="Random seed."),
+    init: InitialPoints = typer.Option(
+        InitialPoints.auto,
+        help="Where the Gaussians start: the scene's sparse points, random points (splatfacto's random "
+        "initialisation, inside the scene's aabb_scale box when it states one), or auto: points when the scene "
+        "has them, else random.",
+    ),
+    random_points: int = typer.Option(50_000, help="How many random points --init random starts from."),
 ) -> None:
-    """Fit RGB 3DGS from posed images, starting from the scene's sparse points, with densification."""
+    """Fit RGB 3DGS from posed images, starting from the scene's sparse points or random points, with
+    densification."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from cclgs_core.datasets import load_points, load_scene
     from cclgs_core.errors import ConfigError
-    from cclgs_core.geometry_fit import FitConfig, evaluate, fit_geometry
+    from cclgs_core.geometry_fit import FitConfig, evaluate, fit_geometry, random_initialisation
     from cclgs_core.ply import write_gaussians
     from cclgs_core.registry import get_registry
 
@@ -38,7 +55,11 @@ def fit(
     if len(colour) != 3 or not all(0.0 <= value <= 1.0 for value in colour):
         raise ConfigError(f"--background {background!r}: give r,g,b in [0, 1], e.g. 1,1,1 for white")
     loaded = load_scene(scene, downscale=downscale)
-    points, colours = load_points(loaded)
+    if init is InitialPoints.points or (init is InitialPoints.auto and loaded.points_path is not None):
+        points, colours = load_points(loaded)
+    else:
+        points, colours = random_initialisation(loaded, random_points, seed)
+        typer.echo(f"starting from {random_points} random points (no sparse points used)")
     config = FitConfig(steps=steps, max_seconds=max_seconds, backend=backend, background=colour, seed=seed)
     with Progress(
         TextColumn("fitting"),
