@@ -139,12 +139,28 @@ class RunConfig:
             data[name] = dataclasses.asdict(values)
         for kind, choice in self.components.items():
             component = registry.get(kind, choice.name)
-            options = {name: default for name, (_, default) in component.options().items()}
-            options.update(check_options(component, choice.options))
+            options = _all_options(component, choice.options)
             section = {"name": choice.name, "plugin": f"{component.plugin.distribution} {component.plugin.version}"}
             section.update({k: _to_toml_value(v) for k, v in options.items() if v is not None})
             data[kind] = section
         return data
+
+    def unset_options(self, registry: PluginRegistry | None = None) -> dict[str, list[str]]:
+        """Per component kind, the options left without a value (default None, not set), which TOML
+        cannot write; ``cclgs config`` lists them so that users learn they exist."""
+        registry = registry or get_registry()
+        unset = {}
+        for kind, choice in self.components.items():
+            options = _all_options(registry.get(kind, choice.name), choice.options)
+            unset[kind] = [name for name, value in options.items() if value is None]
+        return unset
+
+
+def _all_options(component: Any, chosen: dict[str, Any]) -> dict[str, Any]:
+    """Every option of a registered component: its defaults, overridden by the checked ``chosen``."""
+    options = {name: default for name, (_, default) in component.options().items()}
+    options.update(check_options(component, chosen))
+    return options
 
 
 def _to_toml_value(value: Any) -> Any:

@@ -209,8 +209,14 @@ def run_tracking(
     scene: Scene, config: RunConfig, preprocessed: PreprocessResult, cache: StageCache, registry: PluginRegistry
 ) -> Artifact:
     """Track labels per level for every training frame: ``<level>.npz`` holds one (M_t,) int64 array per frame."""
+    from cclgs_core.field_io import file_digest
+
     tracker = StageComponent(config, "tracker", registry)
-    artifact = cache.artifact("labels", {"masks": preprocessed.masks.path.name, "tracker": tracker.identity})
+    # The scene's Gaussians are in the key: a geometric tracker's labels depend on them.
+    geometry = file_digest(scene.gaussians_path) if scene.gaussians_path is not None else None
+    artifact = cache.artifact(
+        "labels", {"masks": preprocessed.masks.path.name, "tracker": tracker.identity, "gaussians": geometry}
+    )
     frames = preprocessed.frames
     for level in LEVELS:
         item = f"{level}.npz"
@@ -399,6 +405,8 @@ def run_training(
             "fit`"
         )
     gaussians = read_gaussians(gaussians_path)
+    # The components that need the scene's Gaussians (the reprojection tracker) take these ones.
+    scene = dataclasses.replace(scene, gaussians_path=Path(gaussians_path))
     prepared = prepare_field_targets(scene, config, run_dir, registry, progress)
     backend = StageComponent(config, "field_backend", registry)
     settings = config.train

@@ -305,6 +305,27 @@ def test_query_exports_the_selected_gaussians_as_a_standard_ply(world, run, tmp_
         cclgs("query", run, "--text", "a", "--text", "b", "--export-ply", path)
 
 
+def test_train_gaussians_reach_the_reprojection_tracker_and_config_lists_the_option(world, tmp_path):
+    """A scene that names no Gaussians, trained with --gaussians: the reprojection tracker uses them."""
+    import shutil
+
+    scene = tmp_path / "scene"
+    shutil.copytree(world, scene, ignore=shutil.ignore_patterns("cclgs", "gaussians.ply"))
+    meta = json.loads((scene / "transforms.json").read_text())
+    del meta["gaussians_file_path"]
+    (scene / "transforms.json").write_text(json.dumps(meta))
+    assert load_scene(scene).gaussians_path is None
+    overrides = ["--set", "tracker.name=reprojection", "--set", "train.iterations=5"]
+    args = ("train", scene, "--config", world.parent / "run.toml", *overrides, "--run", tmp_path / "run")
+    with pytest.raises(DataError, match="names no Gaussians; pass --gaussians"):
+        cclgs(*args)
+    cclgs(*args, "--gaussians", world / "gaussians.ply")
+    labels = np.load(next((tmp_path / "run" / "cache" / "labels").glob("*/wp.npz")))
+    assert max(int(labels[name].max()) for name in labels.files) >= 0  # the tracker linked masks across views
+    shown = cclgs("config", "--set", "tracker.name=reprojection").output
+    assert "[tracker]" in shown and "# gaussians = ...  (unset)" in shown
+
+
 def test_query_and_eval_name_what_is_missing(tmp_path):
     with pytest.raises(DataError, match="no run.json"):
         cclgs("query", tmp_path, "--text", "mug")

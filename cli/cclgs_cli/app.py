@@ -118,14 +118,22 @@ def config_show(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML run config."),
     override: list[str] = typer.Option([], "--set", help="Override as section.key=value, repeatable."),
 ) -> None:
-    """Check a run config against the installed plugins and print it with every default filled in."""
+    """Check a run config against the installed plugins and print it with every default filled in;
+    options without a value are listed as comments."""
     import tomli_w
 
     from cclgs_core.config import load_config
 
     run_config = load_config(config, override)
     run_config.validate()
-    typer.echo(tomli_w.dumps(run_config.resolved()))
+    resolved = run_config.resolved()
+    unset = run_config.unset_options()
+    sections = [tomli_w.dumps({key: value for key, value in resolved.items() if key not in unset})]
+    for kind, names in unset.items():
+        lines = [tomli_w.dumps({kind: resolved[kind]}).rstrip("\n")]
+        lines += [f"# {name} = ...  (unset)" for name in names]
+        sections.append("\n".join(lines) + "\n")
+    typer.echo("\n".join(sections))
 
 
 @app.command("preprocess")

@@ -193,8 +193,9 @@ class ReprojectionTracker:
         path = self.gaussians or scene.gaussians_path
         if path is None:
             raise DataError(
-                f"{scene.root}: the reprojection tracker needs the scene's Gaussians; set gaussians_file_path in "
-                'transforms.json or the tracker option gaussians = "PATH.ply"'
+                f"{scene.root}: the reprojection tracker needs the scene's Gaussians; pass `cclgs train --gaussians "
+                'PATH.ply`, set gaussians_file_path in transforms.json or the tracker option gaussians = "PATH.ply" '
+                "(no .ply yet: make one with `cclgs fit`)"
             )
         gaussians = read_gaussians(path)
         backend = get_registry().create("field_backend", self.renderer)
