@@ -324,3 +324,18 @@ def test_targets_are_resampled_to_the_render_size_and_matched_by_file_name(tmp_p
     assert matched == {0: "view b"}
     with pytest.raises(DataError, match="none of nerfstudio's training images"):
         views_by_image_index([Path("x.png")], frames, ["view a", "view b"], tmp_path)
+
+
+def test_reprojection_tracker_without_gaussians_ends_ns_train_with_one_message(tmp_path):
+    """The scene names no 3DGS .ply and the run config asks for the reprojection tracker: ns-train
+    stops before training with the tracker's message and exit status 2, not a traceback."""
+    scene = write_world(tmp_path / "world")
+    meta = json.loads((scene / "transforms.json").read_text())
+    del meta["gaussians_file_path"]
+    (scene / "transforms.json").write_text(json.dumps(meta))
+    (tmp_path / "run.toml").write_text(NOISE_FREE_SYNTHETIC_CONFIG.replace('name = "none"', 'name = "reprojection"'))
+    command = train_command(tmp_path, scene, "cpu")
+    result = subprocess.run(command, capture_output=True, text=True, env=nerfstudio_environment(), timeout=600)
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "cclgs: " in result.stderr and "the reprojection tracker needs the scene's Gaussians" in result.stderr
+    assert "Traceback" not in result.stderr

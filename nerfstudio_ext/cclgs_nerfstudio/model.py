@@ -22,8 +22,10 @@ Shapes: N Gaussians, H x W the rendered image, C = levels * d_f semantic channel
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -32,7 +34,7 @@ from nerfstudio.models.splatfacto import SplatfactoModel
 from nerfstudio.utils.rich_utils import CONSOLE
 from torch.nn import Parameter
 
-from cclgs_core.errors import ConfigError, DataError, PluginError
+from cclgs_core.errors import CclgsError, ConfigError, DataError, PluginError
 from cclgs_core.gaussians import Gaussians
 from cclgs_core.semantic_field import SemanticField, pixel_targets
 from cclgs_core.types import LEVELS, Camera
@@ -58,6 +60,21 @@ class CompressorStates(torch.nn.Module):
     def set_extra_state(self, state: dict) -> None:
         for level, compressor_state in state.items():
             self.compressors[level].load_state_dict(compressor_state)
+
+
+@contextlib.contextmanager
+def _user_errors_end_the_run() -> Iterator[None]:
+    """Errors a user can fix (bad run config, scene or missing geometry) end ``ns-train`` with their
+    one-line message and exit status 2, as in the ``cclgs`` CLI, instead of a traceback."""
+    try:
+        yield
+    except CclgsError as error:
+        print(
+            f"cclgs: {error}\n(under ns-train, run-config settings are given with "
+            "--pipeline.model.cclgs-config FILE or --pipeline.model.cclgs-set section.key=value)",
+            file=sys.stderr,
+        )
+        raise SystemExit(2) from None
 
 
 def opencv_camera(camera: Cameras, camera_to_world: torch.Tensor) -> Camera:
@@ -230,15 +247,17 @@ class CclgsModel(SplatfactoModel):
         from cclgs_core.config import load_config
         from cclgs_core.registry import get_registry
 
-        run_config = load_config(self.config.cclgs_config, self.config.cclgs_set)
         registry = get_registry()
+        with _user_errors_end_the_run():
+            run_config = load_config(self.config.cclgs_config, self.config.cclgs_set)
         if prepare_targets:
             from cclgs_core.datasets import load_scene
             from cclgs_core.pipeline import prepare_field_targets
 
-            scene = load_scene(data_dir, downscale=self.config.cclgs_downscale)
-            run_dir = self.config.cclgs_run_dir or scene.root / "cclgs"
-            prepared = prepare_field_targets(scene, run_config, run_dir, registry, progress=_log_progress)
+            with _user_errors_end_the_run():
+                scene = load_scene(data_dir, downscale=self.config.cclgs_downscale)
+                run_dir = self.config.cclgs_run_dir or scene.root / "cclgs"
+                prepared = prepare_field_targets(scene, run_config, run_dir, registry, progress=_log_progress)
             compressors = prepared.compressors
             self._views = views_by_image_index(image_filenames, prepared.frames, prepared.views, data_dir)
             CONSOLE.log(
