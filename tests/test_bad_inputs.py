@@ -235,8 +235,9 @@ def write_colmap_copy(world: Path, root: Path) -> Path:
 def test_colmap_scene_without_points(world, plugins, tmp_path):
     scene = write_colmap_copy(world, tmp_path / "colmap")
     assert (scene / "sparse" / "0" / "points3D.txt").is_file()
-    fitted = run_cli("fit", str(scene), "--steps", "2")
-    assert_user_error(fitted, str(scene), "no sparse points", "add a point cloud")
+    # Asked to start from the sparse points (--init auto would start from random points instead).
+    fitted = run_cli("fit", str(scene), "--steps", "2", "--init", "points")
+    assert_user_error(fitted, str(scene), "no sparse points", "add a point cloud", "--init random")
     assert not (scene / "cclgs").exists()
     # Masks and features do not need points.
     run = tmp_path / "run"

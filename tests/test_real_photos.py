@@ -40,8 +40,8 @@ seed = 0
 
 [mask_generator]
 name = "classical"
-sp_min_area = 120
-wp_min_area = 500
+sp_min_area = 200
+wp_min_area = 800
 
 [feature_extractor]
 name = "openclip"
