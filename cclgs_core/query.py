@@ -179,24 +179,43 @@ def answer_in_views(
     return answers
 
 
-def choose_frames(scene: Any, names: Sequence[str] = (), all_views: bool = False, split: str = "test") -> list[Any]:
-    """The frames named (any split), else every frame of ``split`` (``all_views``) or its first frame."""
+#: Without a test split, queries go to every this-many-th training view: the views that
+#: nerfstudio's default evaluation interval holds out.
+HOLDOUT_INTERVAL = 8
+
+
+def choose_frames(
+    scene: Any, names: Sequence[str] = (), all_views: bool = False, split: str = "auto"
+) -> tuple[list[Any], str]:
+    """The frames to query and how they were chosen (a phrase for the user).
+
+    Frames named in ``names`` (any split); else, of ``split``, every frame (``all_views``) or the
+    first. ``split`` "auto" is "test" when the scene has test frames; otherwise every
+    ``HOLDOUT_INTERVAL``-th training frame (every training frame with ``all_views``).
+    """
     from cclgs_core.errors import ConfigError, DataError
 
-    if split not in ("train", "test"):
-        raise ConfigError(f"split must be train or test, got {split!r}")
+    if split not in ("auto", "train", "test"):
+        raise ConfigError(f"split must be auto, train or test, got {split!r}")
     if names:
         by_name = {frame.name: frame for frame in scene.frames}
         unknown = [name for name in names if name not in by_name]
         if unknown:
             sample = ", ".join(sorted(by_name)[:5])
             raise DataError(f"{scene.root}: no frame named {unknown[0]!r}; frame names look like {sample}")
-        return [by_name[name] for name in names]
+        return [by_name[name] for name in names], "the views named"
+    if split == "auto" and not scene.split("test"):
+        training = scene.split("train")
+        if all_views:
+            return training, "every training view (the scene has no test split)"
+        every = training[::HOLDOUT_INTERVAL]
+        return every, f"every {HOLDOUT_INTERVAL}th training view (the scene has no test split)"
+    split = "test" if split == "auto" else split
     frames = scene.split(split)
     if not frames:
         other = "train" if split == "test" else "test"
         raise DataError(f"{scene.root}: the scene has no {split} frames; pass --split {other} or --view NAME")
-    return frames if all_views else frames[:1]
+    return (frames, f"every {split} view") if all_views else (frames[:1], f"the first {split} view")
 
 
 def _unique_slugs(texts: Sequence[str]) -> list[str]:

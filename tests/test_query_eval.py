@@ -373,3 +373,23 @@ def test_pictures_and_names():
     assert (overlay[0] == 100).all() and (overlay[2] == 100).all() and (overlay[1] != 100).any()
     row = panel_row([image, image], min_height=8, gap=3)
     assert row.shape == (8, 2 * 10 + 3, 3) and (row[:, 10:13] == 255).all()
+
+
+def test_query_views_default_to_the_test_split_else_every_8th_training_view():
+    from dataclasses import replace
+
+    from cclgs_core.query import choose_frames
+    from cclgs_core.types import Camera, Frame, Scene
+
+    camera = Camera(np.eye(4), 10.0, 10.0, 4.0, 4.0, 8, 8)
+    frames = [Frame(index, f"v{index:02d}", Path(f"v{index:02d}.png"), camera) for index in range(20)]
+    scene = Scene(root=Path("scene"), frames=frames)
+    chosen, how = choose_frames(scene)
+    assert [frame.name for frame in chosen] == ["v00", "v08", "v16"] and "no test split" in how
+    assert len(choose_frames(scene, all_views=True)[0]) == 20
+    scene.frames = [replace(frame, split="test") if frame.index in (5, 11) else frame for frame in frames]
+    assert [frame.name for frame in choose_frames(scene)[0]] == ["v05"]
+    assert [frame.name for frame in choose_frames(scene, all_views=True)[0]] == ["v05", "v11"]
+    assert [frame.name for frame in choose_frames(scene, split="train")[0]] == ["v00"]
+    with pytest.raises(ConfigError, match="auto, train or test"):
+        choose_frames(scene, split="val")

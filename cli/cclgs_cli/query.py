@@ -15,7 +15,11 @@ def query(
     text: list[str] = typer.Option(..., "--text", "-t", help="Text query, repeatable."),
     view: list[str] = typer.Option([], "--view", help="Frame name to render (e.g. frame_00003), repeatable."),
     all_views: bool = typer.Option(False, "--all", help="Every frame of --split."),
-    split: str = typer.Option("test", help="Split the views are taken from: train or test."),
+    split: str = typer.Option(
+        "auto",
+        help="Split the views are taken from: train, test, or auto: the first test view, or, when the scene has "
+        "no test split, every 8th training view (the views nerfstudio holds out).",
+    ),
     threshold: float = typer.Option(
         0.5, help="Relevance above which a pixel (or Gaussian) is selected; 0.5 = no better than 'object'."
     ),
@@ -39,7 +43,8 @@ def query(
     if view or all_views or export_ply is None:
         if opened.scene is None:
             raise DataError(f"{run} is a field file outside a run; pass --scene SCENE to render views")
-        frames = choose_frames(opened.scene, view, all_views, split)
+        frames, chosen = choose_frames(opened.scene, view, all_views, split)
+        typer.echo(f"querying {chosen}: {', '.join(frame.name for frame in frames)}")
         out_dir = out or opened.output_dir / "queries"
         with progress_bar() as progress:
             answers = answer_in_views(opened.engine, frames, text, out_dir, threshold, progress)
