@@ -71,18 +71,24 @@ def check_unique(source: Path, image_paths: list[Path]) -> None:
         )
 
 
-def check_images(source: Path, image_paths: list[Path], cameras: list[Camera]) -> None:
-    """Every image exists and its header size equals its camera's (full-resolution) width and height."""
+def image_size(source: Path, path: Path) -> tuple[int, int]:
+    """(width, height) from the header of the image at ``path``; DataError naming ``source`` (the
+    file that lists the image) when it is missing or unreadable."""
     from PIL import Image, UnidentifiedImageError
 
+    if not path.is_file():
+        raise DataError(f"{source}: image {path} does not exist; fix the frame's path or restore the image")
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (UnidentifiedImageError, OSError) as error:
+        raise DataError(f"{source}: image {path} cannot be read ({error}); replace the file") from None
+
+
+def check_images(source: Path, image_paths: list[Path], cameras: list[Camera]) -> None:
+    """Every image exists and its header size equals its camera's (full-resolution) width and height."""
     for path, camera in zip(image_paths, cameras):
-        if not path.is_file():
-            raise DataError(f"{source}: image {path} does not exist; fix the frame's path or restore the image")
-        try:
-            with Image.open(path) as image:
-                size = image.size
-        except (UnidentifiedImageError, OSError) as error:
-            raise DataError(f"{source}: image {path} cannot be read ({error}); replace the file") from None
+        size = image_size(source, path)
         if size != (camera.width, camera.height):
             raise DataError(
                 f"{source}: image {path} is {size[0]}x{size[1]} but its intrinsics say {camera.width}x{camera.height}; "

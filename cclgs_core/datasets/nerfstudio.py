@@ -46,6 +46,7 @@ from cclgs_core.datasets.common import (
     check_unique,
     downscaled,
     frame_names,
+    image_size,
     rigid_pose,
 )
 from cclgs_core.errors import DataError
@@ -125,19 +126,6 @@ def _focal(values: dict, focal_key: str, angle_key: str, degrees_key: str, size:
     return None
 
 
-def _image_size(source: Path, image_path: Path) -> tuple[int, int]:
-    """(width, height) from the image header, for transforms that do not state w and h."""
-    from PIL import Image, UnidentifiedImageError
-
-    if not image_path.is_file():
-        raise DataError(f"{source}: image {image_path} does not exist; fix the frame's path or restore the image")
-    try:
-        with Image.open(image_path) as image:
-            return image.size
-    except (UnidentifiedImageError, OSError) as error:
-        raise DataError(f"{source}: image {image_path} cannot be read ({error}); replace the file") from None
-
-
 def _camera(source: Path, meta: dict, frame: dict, where: str, image_path: Path) -> Camera:
     """The OpenCV camera of one frame at full resolution."""
     keys = ("fl_x", "fl_y", "camera_angle_x", "camera_angle_y", "x_fov", "y_fov", "cx", "cy", "w", "h")
@@ -147,7 +135,7 @@ def _camera(source: Path, meta: dict, frame: dict, where: str, image_path: Path)
         if "w" in values and "h" in values:
             width, height = int(values["w"]), int(values["h"])
         else:
-            width, height = _image_size(source, image_path)
+            width, height = image_size(source, image_path)
         fx = _focal(values, "fl_x", "camera_angle_x", "x_fov", width)
         if fx is None:
             raise DataError(
