@@ -1,4 +1,5 @@
-"""Shared test helpers: fake installed distributions for the plugin machinery."""
+"""Shared test helpers: fake installed distributions for the plugin machinery, running the CLI in
+process, and the ``ns-train ccl-lgs`` command."""
 
 from __future__ import annotations
 
@@ -70,3 +71,59 @@ def run_cli(
     return subprocess.run(
         [sys.executable, "-m", "cclgs_cli.app", *args], capture_output=True, text=True, env=environment, timeout=600
     )
+
+
+def invoke_cli(*args: object):
+    """Run the ``cclgs`` CLI in-process and return typer's result; re-raise what it raised (errors
+    are checked by their type) and require exit status 0."""
+    from typer.testing import CliRunner
+
+    from cclgs_cli.app import app
+
+    result = CliRunner().invoke(app, [str(arg) for arg in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == 0, result.output
+    return result
+
+
+#: What nerfstudio 1.1.5 needs on the CPU under torch >= 2.6: no slow compiles, and reloading its own checkpoints.
+NERFSTUDIO_ENV = {"TORCHDYNAMO_DISABLE": "1", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+
+
+def nerfstudio_environment() -> dict[str, str]:
+    return {**os.environ, **NERFSTUDIO_ENV}
+
+
+def ns_train_command(
+    data: Path, output_dir: Path, experiment: str, device: str, run_config: Path, run_dir: Path, *options: str
+) -> list[str]:
+    """``ns-train ccl-lgs`` for 100 iterations, saved at the end as OUTPUT_DIR/EXPERIMENT/ccl-lgs/run,
+    with a cclgs run config and run directory, plus further ``options``."""
+    return [
+        sys.executable,
+        "-m",
+        "nerfstudio.scripts.train",
+        "ccl-lgs",
+        "--data",
+        str(data),
+        "--output-dir",
+        str(output_dir),
+        "--experiment-name",
+        experiment,
+        "--timestamp",
+        "run",
+        "--machine.device-type",
+        device,
+        "--max-num-iterations",
+        "100",
+        "--steps-per-save",
+        "100",
+        "--vis",
+        "tensorboard",
+        "--pipeline.model.cclgs-config",
+        str(run_config),
+        "--pipeline.model.cclgs-run-dir",
+        str(run_dir),
+        *options,
+    ]

@@ -12,16 +12,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import NOISE_FREE_SYNTHETIC_CONFIG
-
-NERFSTUDIO_ENV = {"TORCHDYNAMO_DISABLE": "1", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
-
+from helpers import NERFSTUDIO_ENV, NOISE_FREE_SYNTHETIC_CONFIG, nerfstudio_environment, ns_train_command
 
 #: The class queried in the tests; the world of seed 0 with three objects holds one ramen bowl.
 QUERY = "ramen bowl"
@@ -45,43 +41,19 @@ def write_world(root: Path) -> Path:
     )
 
 
-def nerfstudio_environment() -> dict[str, str]:
-    environment = dict(os.environ)
-    environment.update(NERFSTUDIO_ENV)
-    return environment
-
-
 def train_command(root: Path, scene: Path, device: str) -> list[str]:
     """``ns-train ccl-lgs`` on the world: 100 iterations at full resolution on a white background.
     Refinement runs every 10 steps after a warm-up of 10; gsplat's strategy pauses it until step
     20 (training views + refine_every), so the Gaussians are split, duplicated and pruned
     every 10 steps from step 20 on. The semantic learning rates are raised from 1e-3 so that
     100 steps suffice to learn the classes."""
-    return [
-        sys.executable,
-        "-m",
-        "nerfstudio.scripts.train",
-        "ccl-lgs",
-        "--data",
-        str(scene),
-        "--output-dir",
-        str(root / "outputs"),
-        "--experiment-name",
+    return ns_train_command(
+        scene,
+        root / "outputs",
         "world",
-        "--timestamp",
-        "run",
-        "--machine.device-type",
         device,
-        "--max-num-iterations",
-        "100",
-        "--steps-per-save",
-        "100",
-        "--vis",
-        "tensorboard",
-        "--pipeline.model.cclgs-config",
-        str(root / "run.toml"),
-        "--pipeline.model.cclgs-run-dir",
-        str(root / "cclgs"),
+        root / "run.toml",
+        root / "cclgs",
         "--pipeline.model.num-downscales",
         "0",
         "--pipeline.model.warmup-length",
@@ -98,7 +70,7 @@ def train_command(root: Path, scene: Path, device: str) -> list[str]:
         "0.02",
         "--optimizers.semantic-heads.optimizer.lr",
         "0.01",
-    ]
+    )
 
 
 def run_training(root: Path, device: str) -> dict:

@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import NOISE_FREE_SYNTHETIC_CONFIG
+from helpers import invoke_cli as cclgs
 from PIL import Image
-from typer.testing import CliRunner
 
-from cclgs_cli.app import app
 from cclgs_core.datasets import load_scene
 from cclgs_core.errors import ConfigError, DataError
 from cclgs_core.labelmaps import read_label_map
@@ -35,15 +34,6 @@ iterations = 100
 lr = 0.05
 """
 )
-
-
-def cclgs(*args: str) -> object:
-    """Run the CLI in-process; re-raise what it raised (errors are checked by their type)."""
-    result = CliRunner().invoke(app, [str(arg) for arg in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    assert result.exit_code == 0, result.output
-    return result
 
 
 @pytest.fixture(scope="module")

@@ -20,17 +20,13 @@ rises well above that of its starting point). Semantic learning is measured on t
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
-
-from cclgs_cli.app import app
+from helpers import invoke_cli, nerfstudio_environment, ns_train_command
 
 FOX = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "fox"
 DOWNSCALE = "16"  # 1080x1920 photos -> about 67x120 after undistortion
@@ -70,12 +66,8 @@ pytestmark = pytest.mark.skipif(not FOX.is_dir(), reason=f"the real photos are n
 
 
 def cclgs(*args: object) -> str:
-    """Run the CLI in-process; return its output, re-raising what it raised."""
-    result = CliRunner().invoke(app, [str(arg) for arg in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    assert result.exit_code == 0, result.output
-    return result.output
+    """The output of the CLI run in-process (``helpers.invoke_cli``)."""
+    return invoke_cli(*args).output
 
 
 @pytest.fixture(scope="module")
@@ -155,31 +147,13 @@ def test_preprocess_train_and_query_run_on_the_photos(trained, fitted, work):
 
 
 def test_ns_train_ccl_lgs_runs_100_steps_on_the_photos(trained, fitted, work):
-    command = [
-        sys.executable,
-        "-m",
-        "nerfstudio.scripts.train",
-        "ccl-lgs",
-        "--data",
-        str(FOX),
-        "--output-dir",
-        str(work / "outputs"),
-        "--experiment-name",
+    command = ns_train_command(
+        FOX,
+        work / "outputs",
         "fox",
-        "--timestamp",
-        "run",
-        "--machine.device-type",
         "cpu",
-        "--max-num-iterations",
-        "100",
-        "--steps-per-save",
-        "100",
-        "--vis",
-        "tensorboard",
-        "--pipeline.model.cclgs-config",
-        str(work / "run.toml"),
-        "--pipeline.model.cclgs-run-dir",
-        str(trained),
+        work / "run.toml",
+        trained,
         "--pipeline.model.cclgs-downscale",
         DOWNSCALE,
         "--pipeline.model.cclgs-set",
@@ -188,9 +162,8 @@ def test_ns_train_ccl_lgs_runs_100_steps_on_the_photos(trained, fitted, work):
         "4",  # splatfacto trains at 1/16 resolution for its first 3000 steps
         "--pipeline.model.num-random",
         "4000",
-    ]
-    environment = {**os.environ, "TORCHDYNAMO_DISABLE": "1", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600)
+    )
+    result = subprocess.run(command, capture_output=True, text=True, env=nerfstudio_environment(), timeout=600)
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-5000:]
     assert "semantic targets for 45 of 45 training images" in " ".join(log.split())  # nerfstudio holds out 5
