@@ -9,14 +9,15 @@ For every backend available here (``reference`` only at small sizes, ``torch``, 
 - ``train step``: render + backward of a loss on the features, alpha and depth — gradients
   reach means, quaternions, scales, opacities and features for the differentiable backends,
   the features only for ``cached`` (frozen geometry);
-- ``prepare`` (``cached`` only): computing the view's top-K weights, once per view;
+- ``prepare`` (``cached`` only): computing the view's kept blending weights, once per view;
 
 as the best of ``--repeats`` runs (the least disturbed by other processes on a shared machine),
 and the peak memory growth over one train step in a fresh process (Linux peak RSS; CUDA: peak
-allocated). ``cached`` keeps top_k = 16 weights per pixel; its truncation (the blending weight
-left out) is listed: these random semi-transparent volumes are a worst case for it. Then the
-issue's figure: per training step with frozen geometry (8 channels, 128 x 128, 20k Gaussians,
-gradients w.r.t. the features only), ``cached`` against ``torch`` (target: at least 10x faster).
+allocated). ``cached`` runs with top_k = 16 (at most 16 weights per pixel, where its default
+of 256 would grow with these volumes); its truncation (the blending weight left out) is listed:
+these random semi-transparent volumes are a worst case for it. Then the issue's figure: per
+training step with frozen geometry (8 channels, 128 x 128, 20k Gaussians, gradients w.r.t. the
+features only), ``cached`` against ``torch`` (target: at least 10x faster).
 
 Prints a table and writes ``benchmarks/results/render.json``.
 """

@@ -36,8 +36,8 @@ class TestTorchBackend(FieldBackendContract):
 class TestCachedBackend(FieldBackendContract):
     @pytest.fixture
     def backend(self):
-        # top_k above the contract scenes' Gaussian counts: the truncation is exact
-        return _registry.create("field_backend", "cached", {"top_k": 64})
+        # top_k above the contract scenes' Gaussian counts and no tolerance: every weight is kept
+        return _registry.create("field_backend", "cached", {"top_k": 64, "tolerance": 0.0})
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -78,6 +78,37 @@ def test_cached_reports_truncation():
     assert backend.stats["views"] == 1 and backend.stats["max_uncovered"] == report["max_uncovered"]
 
 
+def test_cached_keeps_as_few_weights_as_the_tolerance_allows():
+    camera = contract_camera()
+    gaussians = contract_scene("opaque_stack")  # up to sixty Gaussians on a pixel
+    features = torch.randn(len(gaussians), 3)
+    expected = reference_render(gaussians, features, camera).features
+    exact = _registry.create("field_backend", "cached", {"tolerance": 0.0})
+    adaptive = _registry.create("field_backend", "cached", {"tolerance": 0.02})
+    assert torch.allclose(exact.render(gaussians, features, camera).features, expected, atol=1e-5)
+    error = (adaptive.render(gaussians, features, camera).features - expected).abs()
+    report = adaptive.truncation(gaussians, camera)
+    assert 0 < report["max_uncovered"] <= 0.02  # the tolerance, reached on some pixel
+    assert (error <= report["max_uncovered"] * features.abs().max() + 1e-5).all()
+    assert adaptive.stats["weights_per_pixel"] < 0.5 * exact.stats["weights_per_pixel"]
+
+
+def test_cached_warns_once_per_backend_and_counts_the_rest():
+    gaussians = contract_scene("opaque_stack")
+    backend = _registry.create("field_backend", "cached", {"top_k": 2, "warn_uncovered": 0.01})
+    cameras = [contract_camera(width=20 + i, height=18) for i in range(3)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        backend.prepare(gaussians, cameras)
+    assert [str(w.message) for w in caught if "cached backend" in str(w.message)] == [
+        "cached backend: top_k=2 leaves up to "
+        f"{backend.truncation(gaussians, cameras[0])['max_uncovered']:.3f} of a pixel's blending weight uncovered in "
+        "a 20x18 view (warn_uncovered=0.01); raise top_k for exact features. Warned once per run: later views are "
+        "not reported."
+    ]
+    assert backend.stats["views_over_warning"] == 3
+
+
 def test_cached_is_differentiable_for_features_only():
     camera = contract_camera()
     gaussians = contract_scene("random")
@@ -95,10 +126,10 @@ def test_cached_is_differentiable_for_features_only():
 def test_cached_memory_is_bounded():
     gaussians = contract_scene("random")
     features = torch.randn(len(gaussians), 2)
-    backend = _registry.create("field_backend", "cached", {"max_cache_mb": 0.001})
+    backend = _registry.create("field_backend", "cached", {"max_cache_mb": 0.001, "tolerance": 0.0})
     cameras = [contract_camera(width=20 + i, height=18) for i in range(3)]
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # exact at the default top_k: no truncation warning
+        warnings.simplefilter("error")  # every weight kept: no truncation warning
         backend.prepare(gaussians, cameras)
     assert backend.stats["views"] == 1  # the budget holds one view; older ones were evicted
     for camera in cameras:

@@ -189,3 +189,20 @@ def test_a_local_checkpoint_file_is_loaded(tmp_path):
     texts = ["a red mug", "ramen bowl"]
     assert np.array_equal(loaded.encode_texts(texts), source.encode_texts(texts))
     checkpoint.unlink()  # pytest keeps the last runs' temporary folders
+
+
+def test_random_weights_are_the_same_network_in_every_process():
+    """``cclgs preprocess`` and ``cclgs query`` build the random network in different processes,
+    with torch's global generator in different states: both must get the same network, and
+    building it leaves the global generator where it was."""
+    texts = ["a red mug", "ramen bowl"]
+    embeddings = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        with pytest.warns(UserWarning, match="random weights"):
+            extractor = OpenClipExtractor(model_name="ViT-S-32-alt", allow_random_weights=True, device="cpu")
+        after_build = torch.rand(1)
+        torch.manual_seed(global_seed)
+        assert torch.equal(after_build, torch.rand(1))  # the global generator was not advanced
+        embeddings.append(extractor.encode_texts(texts))
+    assert np.array_equal(embeddings[0], embeddings[1])

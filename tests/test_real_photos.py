@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import invoke_cli, nerfstudio_environment, ns_train_command
+from helpers import invoke_cli, nerfstudio_environment, ns_train_command, run_cli
 
 FOX = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "fox"
 DOWNSCALE = "16"  # 1080x1920 photos -> about 67x120 after undistortion
@@ -93,7 +94,10 @@ def trained(work, fitted) -> Path:
     common = ("--config", work / "run.toml", "--run", run_dir, "--downscale", DOWNSCALE)
     output = cclgs("preprocess", FOX, *common)
     assert "50 frames: masks computed for 50, features for 50" in output
-    cclgs("train", FOX, *common, "--gaussians", fitted)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cclgs("train", FOX, *common, "--gaussians", fitted)
+    assert not [w for w in caught if "cached backend" in str(w.message)]  # adaptive top_k: nothing left out
     return run_dir
 
 
@@ -127,6 +131,26 @@ def test_fit_learns_the_photos_from_random_points(fitted):
     assert after > before + 3.0, (before, after)  # dB on the photos
 
 
+def test_the_cached_backend_covers_the_fitted_fox_and_warns_once(fitted):
+    from cclgs_core.datasets import load_scene
+    from cclgs_core.ply import read_gaussians
+    from cclgs_core.registry import get_registry
+
+    cameras = [frame.camera for frame in load_scene(FOX, downscale=16).frames[::5]]
+    gaussians = read_gaussians(fitted)  # fuzzy after 150 steps from random points: dozens of Gaussians per pixel
+    adaptive = get_registry().create("field_backend", "cached")  # the defaults
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        adaptive.prepare(gaussians, cameras)
+    assert adaptive.stats["max_uncovered"] <= adaptive.tolerance + 1e-5 < adaptive.warn_uncovered  # float32 sums
+    former_default = get_registry().create("field_backend", "cached", {"top_k": 16, "tolerance": 0.0})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        former_default.prepare(gaussians, cameras)
+    assert former_default.stats["views_over_warning"] == len(cameras) == 10  # every view leaves too much out ...
+    assert len([w for w in caught if "cached backend" in str(w.message)]) == 1  # ... and one warning says so
+
+
 def test_preprocess_train_and_query_run_on_the_photos(trained, fitted, work):
     record = json.loads((trained / "run.json").read_text())
     assert record["scene"] == str(FOX) and record["gaussians"] == str(fitted.resolve())
@@ -144,6 +168,14 @@ def test_preprocess_train_and_query_run_on_the_photos(trained, fitted, work):
     assert [answer["frame"] for answer in answers] == every_8th
     for answer in answers:
         assert (work / "query" / answer["relevance_png"]).is_file() and (work / "query" / answer["mask_png"]).is_file()
+
+    # The same query again, in another process: the same files, byte for byte.
+    again = run_cli("query", str(trained), "--text", "a fox", "--out", str(work / "query_again"))
+    assert again.returncode == 0, again.stderr[-3000:]
+    first = {path.relative_to(work / "query"): path.read_bytes() for path in (work / "query").rglob("*.*")}
+    second = {path.relative_to(work / "query_again"): path.read_bytes() for path in (work / "query_again").rglob("*.*")}
+    assert len(first) == 1 + 2 * len(every_8th) and first.keys() == second.keys()
+    assert [name for name in first if first[name] != second[name]] == []
 
 
 def test_ns_train_ccl_lgs_runs_100_steps_on_the_photos(trained, fitted, work):

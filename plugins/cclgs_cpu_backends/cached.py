@@ -22,13 +22,13 @@ if TYPE_CHECKING:
 
 @dataclass
 class CachedView:
-    """The top-K blending weights of one camera (P = H * W pixels, row-major).
+    """The kept blending weights of one camera (P = H * W pixels, row-major).
 
-    matrix:     (P, N) sparse CSR blending weights, at most K non-zero per row (int32 indices)
+    matrix:     (P, N) sparse CSR blending weights, at most top_k non-zero per row (int32 indices)
     transposed: (N, P) its transpose, for the backward pass
     alpha:      (H, W) exact accumulated opacity (all contributions, not only the kept ones)
     depth:      (H, W) exact alpha-normalised depth
-    uncovered:  (H, W) blending weight left out by the truncation: alpha - kept weights
+    uncovered:  (H, W) blending weight left out: alpha - kept weights
     """
 
     matrix: "torch.Tensor"
@@ -46,37 +46,42 @@ class CachedView:
 
 
 class CachedBackend:
-    """Frozen geometry: per camera and pixel, the ``top_k`` largest (Gaussian, blending weight)
-    pairs are computed once (with the same rasterisation rules as the ``torch`` backend); a
-    render is then the sparse product ``sum_k weight_k * features[index_k]``.
+    """Frozen geometry: per camera and pixel, the largest (Gaussian, blending weight) pairs are
+    computed once (with the same rasterisation rules as the ``torch`` backend); a render is then
+    the sparse product ``sum_k weight_k * features[index_k]``.
 
     Gradients: the rendered features are differentiable with respect to ``features`` only.
     The geometry (means, quaternions, scales, opacities) is treated as constant: no gradient
     reaches it, which is why ``differentiable`` is False (that flag means "differentiable with
     respect to geometry and features").
 
-    Exactness: alpha and depth are exact. Features are exact wherever a pixel has at most
-    ``top_k`` contributing Gaussians; otherwise the smallest weights are dropped and the
-    rendered feature misses ``uncovered = alpha - sum(kept weights)`` of blending mass (at
-    most ``uncovered * max |feature|`` per channel). ``truncation(gaussians, camera)`` gives a
-    view's max and mean uncovered weight, ``stats`` those of all cached views; a view whose max
-    exceeds ``warn_uncovered`` raises a warning when it is computed. The product is a sparse
-    (pixels x N) CSR matrix times the features, and its transpose for the gradient.
+    Exactness: alpha and depth are exact. Each pixel keeps its largest weights, as few as leave
+    at most ``tolerance`` of its blending weight out, and never more than ``top_k``: the number
+    kept adapts to the scene and the pixel (one or two on a sharp surface, dozens in fuzzy
+    regions of a fit from random points). A rendered feature misses at most
+    ``uncovered * max |feature|`` per channel, where ``uncovered = alpha - sum(kept weights)``
+    stays under ``tolerance`` wherever ``top_k`` is not reached. ``truncation(gaussians,
+    camera)`` gives a view's max and mean uncovered weight, ``stats`` those of all cached views.
+    When a view leaves more than ``warn_uncovered`` out somewhere, one warning says so, once per
+    backend (that is, once per run): later views are counted in ``stats`` instead.
 
     Cache: one entry per (camera pose, intrinsics and size, geometry content) — the key hashes
     the camera matrix and intrinsics and the bytes of means, quaternions, log-scales and
     opacity logits, so edited or replaced geometry is never served stale weights (the hash is
     computed once per state of those tensors: object, storage and in-place version). An entry
-    takes at most H * W * (16 * top_k + 16) + 4 * N bytes (the weights and int32 indices of the
-    matrix and of its transpose, alpha, depth and uncovered maps in float32), e.g. 4.5 MB at
-    128 x 128 with top_k 16; least recently used entries are evicted beyond ``max_cache_mb``.
+    takes 16 bytes per kept weight (a float32 weight and an int32 index, in the matrix and its
+    transpose), 16 bytes per pixel (row pointers, alpha, depth and uncovered maps) and 4 bytes
+    per Gaussian; at most ``H * W * (16 * top_k + 16) + 4 * N`` bytes. ``stats`` reports the
+    memory and the mean number of weights kept per covered pixel. Least recently used entries
+    are evicted beyond ``max_cache_mb``.
     """
 
     differentiable = False
 
     def __init__(
         self,
-        top_k: int = 16,
+        top_k: int = 256,
+        tolerance: float = 0.01,
         tile_size: int = 8,
         batch_elements: int = 2_000_000,
         max_cache_mb: float = 2048.0,
@@ -87,11 +92,15 @@ class CachedBackend:
                 "cached backend: top_k, tile_size, batch_elements and max_cache_mb must be positive, got "
                 f"{top_k}, {tile_size}, {batch_elements}, {max_cache_mb}"
             )
+        if not 0 <= tolerance < 1:
+            raise ConfigError(f"cached backend: tolerance must be in [0, 1), got {tolerance}")
         self.top_k = top_k
+        self.tolerance = tolerance
         self.tile_size = tile_size
         self.batch_elements = batch_elements
         self.max_cache_mb = max_cache_mb
         self.warn_uncovered = warn_uncovered
+        self._warned = False
         self._views: OrderedDict[str, CachedView] = OrderedDict()
         self._fingerprints: OrderedDict[tuple, tuple[list[weakref.ref], str]] = OrderedDict()
 
@@ -124,13 +133,18 @@ class CachedBackend:
 
     @property
     def stats(self) -> dict[str, Any]:
-        """Cached views, their memory, and the worst and average uncovered weight over them."""
+        """Cached views, their memory, the worst and average uncovered weight over them, the views
+        whose worst exceeds ``warn_uncovered``, and the mean number of weights kept per covered
+        pixel."""
         views = list(self._views.values())
+        covered_pixels = sum(int((v.alpha > 0).sum()) for v in views)
         return {
             "views": len(views),
             "cache_mb": sum(v.nbytes for v in views) / 2**20,
             "max_uncovered": max((float(v.uncovered.max()) for v in views), default=0.0),
             "mean_uncovered": float(np.mean([float(v.uncovered.mean()) for v in views])) if views else 0.0,
+            "views_over_warning": sum(float(v.uncovered.max()) > self.warn_uncovered for v in views),
+            "weights_per_pixel": sum(v.matrix.values().numel() for v in views) / max(covered_pixels, 1),
         }
 
     def clear(self) -> None:
@@ -162,11 +176,12 @@ class CachedBackend:
             return self._views[key]
         view = self._compute(gaussians, camera)
         worst = float(view.uncovered.max()) if view.uncovered.numel() else 0.0
-        if worst > self.warn_uncovered:
+        if worst > self.warn_uncovered and not self._warned:
+            self._warned = True
             warnings.warn(
                 f"cached backend: top_k={self.top_k} leaves up to {worst:.3f} of a pixel's blending weight "
                 f"uncovered in a {camera.width}x{camera.height} view (warn_uncovered={self.warn_uncovered}); "
-                "raise top_k for exact features",
+                "raise top_k for exact features. Warned once per run: later views are not reported.",
                 stacklevel=3,
             )
         self._views[key] = view
@@ -178,18 +193,17 @@ class CachedBackend:
     def _compute(self, gaussians: "Gaussians", camera: Camera) -> CachedView:
         import torch
 
-        from cclgs_cpu_backends.tiles import blend_matrices, project_splats, top_weights
+        from cclgs_cpu_backends.tiles import blend_matrices, kept_weights, project_splats
 
         with torch.no_grad():
             splats = project_splats(
                 gaussians.means, gaussians.quats, gaussians.scales, gaussians.opacities, camera, self.tile_size
             )
-            indices, weights, alpha, depth = top_weights(
-                splats, camera, self.tile_size, self.batch_elements, self.top_k
-            )
-            matrix, transposed = blend_matrices(indices, weights, len(gaussians))
-        uncovered = torch.clamp_min(alpha - weights.sum(dim=-1), 0.0)
-        return CachedView(matrix=matrix, transposed=transposed, alpha=alpha, depth=depth, uncovered=uncovered)
+            kept = kept_weights(splats, camera, self.tile_size, self.batch_elements, self.top_k, self.tolerance)
+            matrix, transposed = blend_matrices(kept, len(gaussians))
+        return CachedView(
+            matrix=matrix, transposed=transposed, alpha=kept.alpha, depth=kept.depth, uncovered=kept.uncovered()
+        )
 
 
 def geometry_fingerprint(gaussians: "Gaussians") -> str:

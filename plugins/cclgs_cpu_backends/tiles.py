@@ -342,13 +342,40 @@ def composite(splats: Splats, values: torch.Tensor, camera: Camera, tile_size: i
     return canvas.reshape(tiles_y * tile_size, tiles_x * tile_size, channels)[:height, :width]
 
 
-def top_weights(
-    splats: Splats, camera: Camera, tile_size: int, max_elements: int, top_k: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The ``top_k`` largest blending weights of every pixel, without gradients.
+@dataclass
+class KeptWeights:
+    """The blending weights a cached view keeps, as (pixel, Gaussian, weight) entries, and the
+    exact alpha and depth of the view (E kept entries, P = H * W pixels, row-major).
 
-    Returns indices (H, W, K) int64 into the N Gaussians (0 in unused slots), weights (H, W, K)
-    (0 in unused slots), the exact alpha (H, W) and the exact alpha-normalised depth (H, W).
+    rows:    (E,) int64 pixel index
+    columns: (E,) int64 Gaussian index into the N Gaussians
+    values:  (E,) blending weight, > 0
+    alpha:   (H, W) accumulated opacity of all contributions, kept or not
+    depth:   (H, W) alpha-normalised depth of all contributions
+    """
+
+    rows: torch.Tensor
+    columns: torch.Tensor
+    values: torch.Tensor
+    alpha: torch.Tensor
+    depth: torch.Tensor
+
+    def uncovered(self) -> torch.Tensor:
+        """(H, W) blending weight left out: alpha minus the sum of the kept weights."""
+        kept = torch.zeros(self.alpha.numel(), dtype=self.values.dtype, device=self.values.device)
+        kept.index_add_(0, self.rows, self.values)
+        return torch.clamp_min(self.alpha - kept.reshape(self.alpha.shape), 0.0)
+
+
+def kept_weights(
+    splats: Splats, camera: Camera, tile_size: int, max_elements: int, top_k: int, tolerance: float
+) -> KeptWeights:
+    """Every pixel's largest blending weights, without gradients: as few as leave at most
+    ``tolerance`` of the pixel's alpha out, and never more than ``top_k``.
+
+    A pixel keeps its weights in decreasing order while what is still left out exceeds
+    ``tolerance``; so a pixel with few contributions keeps them all, and a pixel whose alpha is
+    at most ``tolerance`` keeps none. Only ``top_k`` can leave more than ``tolerance`` out.
     """
     height, width = camera.height, camera.width
     device, dtype = splats.means2d.device, splats.means2d.dtype
@@ -356,10 +383,16 @@ def top_weights(
     tiles_y = math.ceil(height / tile_size)
     pixels_per_tile = tile_size * tile_size
     tile_count = tiles_x * tiles_y
-    indices = torch.zeros(tile_count, pixels_per_tile, top_k, dtype=torch.long, device=device)
-    weights = torch.zeros(tile_count, pixels_per_tile, top_k, dtype=dtype, device=device)
     alpha = torch.zeros(tile_count, pixels_per_tile, dtype=dtype, device=device)
     depth_sum = torch.zeros(tile_count, pixels_per_tile, dtype=dtype, device=device)
+    # (tiles, P) row-major pixel index of each tile pixel, -1 for pixels past the image's edge
+    local = torch.arange(pixels_per_tile, device=device)
+    local_y, local_x = local // tile_size, local % tile_size
+    tile_ids = torch.arange(tile_count, device=device)
+    pixel_y = (tile_ids // tiles_x * tile_size)[:, None] + local_y[None, :]
+    pixel_x = (tile_ids % tiles_x * tile_size)[:, None] + local_x[None, :]
+    pixel_rows = torch.where((pixel_y < height) & (pixel_x < width), pixel_y * width + pixel_x, -1)
+    rows, columns, values = [], [], []
     with torch.no_grad():
         ids = torch.cat([splats.ids, splats.ids.new_zeros(1)])
         depths = torch.cat([splats.depths, splats.depths.new_zeros(1)])
@@ -370,40 +403,44 @@ def top_weights(
             slots = batch.slots
             batch_alpha, before = blend_weights(table[slots], batch.origins, monomials)
             blend = batch_alpha * before  # (B, P, G)
-            alpha[batch.tiles] = blend.sum(dim=2)
+            pixel_alpha = blend.sum(dim=2)  # (B, P)
+            alpha[batch.tiles] = pixel_alpha
             depth_sum[batch.tiles] = torch.bmm(blend, depths[slots][:, :, None]).squeeze(2)
-            kept = min(top_k, blend.shape[2])
-            top, position = torch.topk(blend, kept, dim=2)  # (B, P, k)
-            weights[batch.tiles, :, :kept] = top
-            slot_ids = torch.gather(slots[:, None, :].expand(-1, pixels_per_tile, -1), 2, position)
-            indices[batch.tiles, :, :kept] = torch.where(top > 0, ids[slot_ids], torch.zeros_like(slot_ids))
+            top, position = torch.topk(blend, min(top_k, blend.shape[2]), dim=2)  # (B, P, k), decreasing
+            left_out_before = pixel_alpha[..., None] - (torch.cumsum(top, dim=2) - top)  # (B, P, k)
+            batch_rows = pixel_rows[batch.tiles]  # (B, P)
+            keep = (top > 0) & (left_out_before > tolerance) & (batch_rows >= 0)[..., None]
+            tile, pixel, rank = torch.nonzero(keep, as_tuple=True)  # (e,) each
+            rows.append(batch_rows[tile, pixel])
+            columns.append(ids[slots[tile, position[tile, pixel, rank]]])
+            values.append(top[tile, pixel, rank])
 
     def image(tiles: torch.Tensor) -> torch.Tensor:
-        shaped = tiles.reshape(tiles_y, tiles_x, tile_size, tile_size, *tiles.shape[2:]).transpose(1, 2)
-        return shaped.reshape(tiles_y * tile_size, tiles_x * tile_size, *tiles.shape[2:])[:height, :width]
+        shaped = tiles.reshape(tiles_y, tiles_x, tile_size, tile_size).transpose(1, 2)
+        return shaped.reshape(tiles_y * tile_size, tiles_x * tile_size)[:height, :width]
 
     alpha_image = image(alpha)
     depth = torch.where(alpha_image > 0, image(depth_sum) / alpha_image.clamp_min(1e-12), torch.zeros_like(alpha_image))
-    return image(indices), image(weights), alpha_image, depth
+    empty = torch.zeros(0, dtype=torch.long, device=device)
+    return KeptWeights(
+        rows=torch.cat(rows) if rows else empty,
+        columns=torch.cat(columns) if columns else empty,
+        values=torch.cat(values) if values else empty.to(dtype),
+        alpha=alpha_image,
+        depth=depth,
+    )
 
 
-def blend_matrices(indices: torch.Tensor, weights: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sparse blending matrices from ``top_weights``' (H, W, K) indices and weights.
-
-    Returns (H * W, N) and its transpose (N, H * W), CSR with int32 indices, holding only the
-    non-zero weights (N = ``count``).
-    """
-    pixels = indices.shape[0] * indices.shape[1]
-    kept = weights.reshape(pixels, -1) > 0
-    rows = torch.nonzero(kept)[:, 0]
-    columns = indices.reshape(pixels, -1)[kept]
-    values = weights.reshape(pixels, -1)[kept]
+def blend_matrices(kept: KeptWeights, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (H * W, N) blending matrix of ``kept`` and its transpose (N, H * W), CSR with int32
+    indices (N = ``count``)."""
+    pixels = kept.alpha.numel()
 
     def csr(first: torch.Tensor, second: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
             matrix = (
-                torch.sparse_coo_tensor(torch.stack([first, second]), values, size, check_invariants=True)
+                torch.sparse_coo_tensor(torch.stack([first, second]), kept.values, size, check_invariants=True)
                 .coalesce()
                 .to_sparse_csr()
             )
@@ -415,7 +452,7 @@ def blend_matrices(indices: torch.Tensor, weights: torch.Tensor, count: int) -> 
                 check_invariants=True,
             )
 
-    return csr(rows, columns, (pixels, count)), csr(columns, rows, (count, pixels))
+    return csr(kept.rows, kept.columns, (pixels, count)), csr(kept.columns, kept.rows, (count, pixels))
 
 
 class SparseBlend(torch.autograd.Function):

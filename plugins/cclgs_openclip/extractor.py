@@ -12,7 +12,8 @@ looked up in the Hugging Face cache. Only when it is not cached is the download 
 with one HEAD request (``HUB_PROBE_TIMEOUT_S``, honouring proxy variables and
 ``HF_HUB_OFFLINE``): on a machine without internet the user gets one PluginError at once
 instead of huggingface_hub's minute of retries. ``allow_random_weights=True`` builds the
-architecture at random initialisation for tests and smoke runs; its features are meaningless.
+architecture at random initialisation for tests and smoke runs (the same weights in every
+process, ``cclgs_core.seeding``); its features are meaningless.
 
 torch and open_clip are imported inside the functions that use them.
 """
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from cclgs_core.errors import ConfigError, DataError, PluginError
+from cclgs_core.seeding import repeatable_initialisation
 from cclgs_core.types import Frame, SegmentMap
 
 if TYPE_CHECKING:
@@ -89,7 +91,8 @@ class OpenClipExtractor:
                 "its features carry no meaning.",
                 stacklevel=2,
             )
-            model = open_clip.create_model(model_name, pretrained=None, device=self.device)
+            with repeatable_initialisation():  # on the CPU, then moved: the same network in every process
+                model = open_clip.create_model(model_name, pretrained=None).to(self.device)
         else:
             checkpoint, pretrained_cfg = resolve_checkpoint(model_name, pretrained)
             model = load_model(model_name, checkpoint, pretrained_cfg, self.device)

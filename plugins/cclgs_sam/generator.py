@@ -14,6 +14,7 @@ import numpy as np
 
 from cclgs_core.errors import ConfigError, DataError
 from cclgs_core.masks import MaskSelectionOptions, TwoLevelCollector, point_grid
+from cclgs_core.seeding import repeatable_initialisation
 from cclgs_core.types import Frame, FrameMasks
 
 CHECKPOINT_FILES = {
@@ -87,7 +88,8 @@ class SamMaskGenerator:
             from segment_anything import SamPredictor, sam_model_registry
 
             device = _resolve_device(self.device)
-            model = sam_model_registry[self.model_type](checkpoint=None)
+            with repeatable_initialisation():  # random weights: the same network in every process
+                model = sam_model_registry[self.model_type](checkpoint=None)
             if self.checkpoint is not None:
                 try:
                     state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)

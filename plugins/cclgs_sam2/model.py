@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cclgs_core.errors import ConfigError, DataError
+from cclgs_core.seeding import repeatable_initialisation
 
 CHECKPOINT_HINT = (
     "Download the checkpoint that matches the config (e.g. sam2.1_hiera_large.pt for "
@@ -70,7 +71,8 @@ def build_sam2_model(component: str, model_config: str, checkpoint: Path | None,
             f"{component} option model_config={model_config!r} is not a sam2 config; use one of {', '.join(configs)}"
         )
     builder = build_sam2_video_predictor if video else build_sam2
-    model = builder(model_config, ckpt_path=None, device="cpu")
+    with repeatable_initialisation():  # random weights: the same network in every process
+        model = builder(model_config, ckpt_path=None, device="cpu")
     if checkpoint is not None:
         try:
             state = torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
