@@ -338,8 +338,12 @@ def prepare_field_targets(
     registry = registry or get_registry()
     preprocessed = run_preprocess(scene, config, run_dir, registry, progress)
     cache = StageCache(Path(run_dir) / "cache")
+    progress("track labels", 0, 1)
     labels = run_tracking(scene, config, preprocessed, cache, registry)
+    progress("track labels", 1, 1)
+    progress("compression", 0, 1)
     levels = run_compression(config, preprocessed, labels, cache, registry)
+    progress("compression", 1, 1)
     views = []
     for frame in preprocessed.frames:
         masks = masks_from_arrays(preprocessed.masks.read_arrays(f"{frame.name}.npz"))

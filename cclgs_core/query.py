@@ -173,7 +173,7 @@ def answer_in_views(
                 )
             )
         if progress is not None:
-            progress("views", done + 1, len(frames))
+            progress("querying views", done + 1, len(frames))
     summary = {"threshold": threshold, "answers": [asdict(answer) for answer in answers]}
     atomic_write_text(out_dir / "query.json", json.dumps(summary, indent=2))
     return answers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from helpers import make_distribution, run_cli
 
 from cclgs_core import __version__
@@ -77,3 +78,36 @@ def test_plugins_check_unknown_name():
     result = run_cli("plugins", "check", "nonexistent-thing")
     assert result.returncode == 2
     assert "no installed component is named 'nonexistent-thing'" in result.stderr
+
+
+def test_progress_lines_for_logs_are_timed_and_end_once():
+    import io
+
+    from cclgs_cli.progress import ProgressLines
+
+    now = [0.0]
+    stream = io.StringIO()
+    update = ProgressLines(stream, interval_s=10.0, clock=lambda: now[0])
+    for second, done in [(0, 0), (5, 10), (12, 24), (15, 30), (23, 46), (25, 50), (26, 50)]:
+        now[0] = second
+        update("semantic field", done, 50)
+    now[0] = 40
+    update("compression", 1, 1, "a status")
+    assert stream.getvalue().splitlines() == [
+        "semantic field: 0/50 (0%), elapsed 0:00",  # the first update
+        "semantic field: 24/50 (48%), 2/s, elapsed 0:12, ETA 0:13",  # 10 s after the last line
+        "semantic field: 46/50 (92%), 2/s, elapsed 0:23, ETA 0:02",
+        "semantic field: 50/50 (100%), 2/s, elapsed 0:25",  # the end, once
+        "compression: 1/1 (100%), elapsed 0:00, a status",
+    ]
+
+
+def test_a_bad_progress_interval_is_a_config_error(monkeypatch):
+    from cclgs_cli.progress import INTERVAL_ENV, log_interval
+    from cclgs_core.errors import ConfigError
+
+    monkeypatch.setenv(INTERVAL_ENV, "soon")
+    with pytest.raises(ConfigError, match="CCLGS_PROGRESS_SECONDS='soon': give the seconds"):
+        log_interval()
+    monkeypatch.setenv(INTERVAL_ENV, "2.5")
+    assert log_interval() == 2.5

@@ -6,6 +6,7 @@ import re
 
 from helpers import run_cli
 
+from cclgs_cli.progress import INTERVAL_ENV
 from cclgs_core.ply import read_gaussians
 
 
@@ -26,9 +27,17 @@ def test_fit_command_writes_gaussians_and_reports_psnr(tmp_path):
         "3",
     )
     assert made.returncode == 0, made.stderr
+    assert "rendering views: 8/8 (100%)" in made.stderr  # output piped: progress as lines
     out = tmp_path / "fitted.ply"
-    result = run_cli("fit", str(world), "--out", str(out), "--steps", "40", "--background", "1,1,1")
+    result = run_cli(
+        "fit", str(world), "--out", str(out), "--steps", "40", "--background", "1,1,1", env={INTERVAL_ENV: "0"}
+    )
     assert result.returncode == 0, result.stderr
+    # Piped, not a terminal: a line per step at a 0 s interval, with rate, ETA and status.
+    lines = [line for line in result.stderr.splitlines() if line.startswith("fitting: ")]
+    assert len(lines) == 40 and lines[-1].startswith("fitting: 40/40 (100%), ")
+    step = r"fitting: 20/40 \(50%\), ([\d.]+/s|[\d.]+ s each), elapsed \d:\d\d, ETA \d:\d\d"
+    assert re.fullmatch(step + r", PSNR [\d.]+ dB, \d+ Gaussians", lines[19]), lines[19]
     assert len(read_gaussians(out)) > 0
     psnr = float(re.search(r"held-out PSNR: mean ([\d.]+) dB", result.stdout).group(1))
     assert psnr > 12.0  # a plain white image scores 6-7 dB on these views

@@ -56,10 +56,16 @@ def world(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def run(world) -> Path:
+def trained(world) -> tuple[Path, str]:
+    """The run directory of ``cclgs train`` on the world, and what the command printed."""
     run_dir = world.parent / "run_heldout"
-    cclgs("train", world, "--config", world.parent / "run.toml", "--run", run_dir)
-    return run_dir
+    output = cclgs("train", world, "--config", world.parent / "run.toml", "--run", run_dir).output
+    return run_dir, output
+
+
+@pytest.fixture(scope="module")
+def run(trained) -> Path:
+    return trained[0]
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +151,12 @@ def test_train_records_scene_protocol_and_frames(world, run):
     assert info["evaluation_frames"] == test_frames and not set(test_frames) & set(info["trained_frames"])
     assert len(info["trained_frames"]) == 10 and (run / info["field"]).is_file()
     assert info["field_backend"]["name"] == "cached" and info["field_backend"]["options"]["top_k"] == 64
+
+
+def test_train_output_not_on_a_terminal_shows_each_stage_as_lines(trained):
+    lines = trained[1].splitlines()
+    for stage, total in [("masks and features", 10), ("track labels", 1), ("compression", 1), ("semantic field", 100)]:
+        assert any(line.startswith(f"{stage}: {total}/{total} (100%), ") for line in lines), stage
 
 
 # -- synthetic -------------------------------------------------------------------------------------
@@ -249,7 +261,7 @@ def test_3dovs_fixture_through_cclgs_eval_3dovs(world, run, tmp_path):
 def test_query_writes_heatmaps_and_masks_that_find_the_object(world, run, tmp_path):
     out = tmp_path / "queries"
     result = cclgs("query", run, "--text", "ramen bowl", "--text", "desk lamp", "--all", "--out", out)
-    assert "level" in result.output
+    assert "level" in result.output and "querying views: 2/2 (100%)" in result.output
     summary = json.loads((out / "query.json").read_text())
     frames = load_scene(world).split("test")
     assert len(summary["answers"]) == 2 * len(frames) and summary["threshold"] == 0.5

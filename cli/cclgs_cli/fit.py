@@ -40,8 +40,7 @@ def fit(
 ) -> None:
     """Fit RGB 3DGS from posed images, starting from the scene's sparse points or random points, with
     densification."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+    from cclgs_cli.progress import progress_bar
     from cclgs_core.datasets import load_points, load_scene
     from cclgs_core.errors import ConfigError
     from cclgs_core.geometry_fit import FitConfig, evaluate, fit_geometry, random_initialisation
@@ -61,18 +60,11 @@ def fit(
         points, colours = random_initialisation(loaded, random_points, seed)
         typer.echo(f"starting from {random_points} random points (no sparse points used)")
     config = FitConfig(steps=steps, max_seconds=max_seconds, backend=backend, background=colour, seed=seed)
-    with Progress(
-        TextColumn("fitting"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-    ) as progress:
-        task = progress.add_task("fit", total=steps, status="")
+    with progress_bar() as progress:
 
         def on_step(entry: dict[str, float]) -> None:
             status = f"PSNR {entry['psnr']:.1f} dB, {int(entry['gaussians'])} Gaussians"
-            progress.update(task, completed=int(entry["step"]), status=status)
+            progress("fitting", int(entry["step"]), steps, status)
 
         result = fit_geometry(loaded, points, colours, config, on_step=on_step)
     destination = out or scene / "cclgs" / "fitted_gaussians.ply"

@@ -26,12 +26,10 @@ def synth(
     instance/part/class maps, classes.json and LERF-OVS style labels, in nerfstudio format."""
     import json
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+    from cclgs_cli.progress import progress_bar
     from cclgs_synthetic.world import generate_world
 
-    with Progress(TextColumn("rendering views"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
-        task = progress.add_task("views", total=train_views + test_views)
+    with progress_bar() as progress:
         root = generate_world(
             out,
             seed=seed,
@@ -46,7 +44,7 @@ def synth(
             density=density,
             renderer=renderer,
             overwrite=overwrite,
-            progress=lambda done, total: progress.update(task, completed=done),
+            progress=lambda done, total: progress("rendering views", done, total),
         )
     world = json.loads((root / "world.json").read_text())
     classes = json.loads((root / "classes.json").read_text())
