@@ -91,14 +91,21 @@ def test_progress_lines_for_logs_are_timed_and_end_once():
     for second, done in [(0, 0), (5, 10), (12, 24), (15, 30), (23, 46), (25, 50), (26, 50)]:
         now[0] = second
         update("semantic field", done, 50)
-    now[0] = 40
-    update("compression", 1, 1, "a status")
+    for second, done in [(40, 0), (50, 1)]:
+        now[0] = second
+        update("compression", done, 1, "a status")
+    for second, done in [(60, 1000), (62, 5000)]:  # the same stage again, in the next run
+        now[0] = second
+        update("semantic field", done, 5000)
     assert stream.getvalue().splitlines() == [
         "semantic field: 0/50 (0%), elapsed 0:00",  # the first update
         "semantic field: 24/50 (48%), 2/s, elapsed 0:12, ETA 0:13",  # 10 s after the last line
         "semantic field: 46/50 (92%), 2/s, elapsed 0:23, ETA 0:02",
         "semantic field: 50/50 (100%), 2/s, elapsed 0:25",  # the end, once
-        "compression: 1/1 (100%), elapsed 0:00, a status",
+        "compression: 0/1 (0%), elapsed 0:00, a status",  # a stage of one step: no rate
+        "compression: 1/1 (100%), elapsed 0:10, a status",
+        "semantic field: 1000/5000 (20%), elapsed 0:00",
+        "semantic field: 5000/5000 (100%), 2,000/s, elapsed 0:02",  # rate from the resumed step on
     ]
 
 

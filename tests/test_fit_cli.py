@@ -36,7 +36,7 @@ def test_fit_command_writes_gaussians_and_reports_psnr(tmp_path):
     # Piped, not a terminal: a line per step at a 0 s interval, with rate, ETA and status.
     lines = [line for line in result.stderr.splitlines() if line.startswith("fitting: ")]
     assert len(lines) == 40 and lines[-1].startswith("fitting: 40/40 (100%), ")
-    step = r"fitting: 20/40 \(50%\), ([\d.]+/s|[\d.]+ s each), elapsed \d:\d\d, ETA \d:\d\d"
+    step = r"fitting: 20/40 \(50%\), ([\d.,]+/s|[\d.]+ s each), elapsed \d:\d\d, ETA \d:\d\d"
     assert re.fullmatch(step + r", PSNR [\d.]+ dB, \d+ Gaussians", lines[19]), lines[19]
     assert len(read_gaussians(out)) > 0
     psnr = float(re.search(r"held-out PSNR: mean ([\d.]+) dB", result.stdout).group(1))

@@ -63,7 +63,8 @@ class ProgressLines:
     most one every ``interval_s`` seconds, and one when it finishes, such as
     ``semantic field: 420/1500 (28%), 3.1/s, elapsed 2:15, ETA 5:48``.
 
-    The rate counts from the stage's first update, so a resumed stage reports its own speed.
+    The rate counts from the stage's first update, so a resumed stage reports its own speed. An
+    update below the total after a stage finished starts it anew (the same stage of another run).
     """
 
     def __init__(self, stream: TextIO, interval_s: float, clock: Callable[[], float] = time.monotonic):
@@ -74,22 +75,31 @@ class ProgressLines:
 
     def __call__(self, stage: str, done: int, total: int, status: str = "") -> None:
         now = self.clock()
-        clock = self._stages.setdefault(stage, _StageClock(started=now, done_at_start=done))
         finishing = done >= total
+        clock = self._stages.get(stage)
+        if clock is None or (clock.finished and not finishing):  # a stage's first update, or a new run of it
+            clock = self._stages[stage] = _StageClock(started=now, done_at_start=done)
         if clock.finished or (not finishing and now - clock.last_line < self.interval_s):
             return
         clock.last_line, clock.finished = now, finishing
         elapsed = now - clock.started
         parts = [f"{stage}: {done}/{total} ({done / max(total, 1):.0%})"]
-        rate = (done - clock.done_at_start) / elapsed if elapsed > 0 else 0.0
+        rate = (done - clock.done_at_start) / elapsed if elapsed > 0 and total > 1 else 0.0
         if rate > 0:
-            parts.append(f"{rate:.3g}/s" if rate >= 1 else f"{1 / rate:.3g} s each")
+            parts.append(_rate(rate))
         parts.append(f"elapsed {_duration(elapsed)}")
         if rate > 0 and not finishing:
             parts.append(f"ETA {_duration((total - done) / rate)}")
         if status:
             parts.append(status)
         print(", ".join(parts), file=self.stream, flush=True)
+
+
+def _rate(per_second: float) -> str:
+    """12,345/s, 3.1/s or 2.5 s each."""
+    if per_second >= 100:
+        return f"{per_second:,.0f}/s"
+    return f"{per_second:.2g}/s" if per_second >= 1 else f"{1 / per_second:.2g} s each"
 
 
 def _duration(seconds: float) -> str:
@@ -121,8 +131,8 @@ def _rich_bars() -> Iterator[Update]:
         tasks: dict[str, int] = {}
 
         def update(stage: str, done: int, total: int, status: str = "") -> None:
-            if stage not in tasks:
-                tasks[stage] = progress.add_task(stage, total=total, status=status)
+            if stage not in tasks or (progress.tasks[tasks[stage]].finished and done < total):
+                tasks[stage] = progress.add_task(stage, total=total, status=status)  # a new bar for a new run
             progress.update(tasks[stage], completed=done, total=total, status=status)
 
         yield update
