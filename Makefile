@@ -1,13 +1,13 @@
 # Two entry points: `make demo` (set up, then run the main job) and `make test` (set up, then
 # run the whole test suite). Both build .venv with the pinned stack on first use. `make lint`
 # checks formatting and lint rules (ruff, configured in pyproject.toml); `make format` fixes
-# what ruff can fix by itself.
+# what ruff can fix by itself; `make gpu-setup` builds gsplat's CUDA extension on a GPU machine.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint format clean
+.PHONY: setup demo test lint format gpu-setup clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ lint: setup
 format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# On a CUDA machine: build gsplat's CUDA extension once (cores, memory, GPU architecture and
+# CUDA_HOME found by the script). Not for machines without a GPU, nor for CI.
+gpu-setup: setup
+	$(BIN)/python -m cclgs_gsplat.build_extension
 
 clean:
 	rm -rf $(VENV)

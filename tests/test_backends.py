@@ -172,13 +172,91 @@ def test_composite_gradients_match_finite_differences():
 
 
 def test_gsplat_channel_padding():
-    from cclgs_gsplat.gsplat_backend import padded_channels
+    from cclgs_gsplat.gsplat_backend import MAX_CHUNK, padded_channels
 
-    supported = {1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33, 64, 65, 128, 129, 256, 257, 512, 513}
-    for channels in range(1, 513):
+    supported = {1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33}  # gsplat 1.4's kernel widths up to 33
+    for channels in range(1, MAX_CHUNK + 1):
         width = padded_channels(channels)
         assert width >= channels and width + 1 in supported  # + 1: the depth channel of RGB+ED
         assert all(w + 1 not in supported for w in range(channels, width))
+
+
+class _RecordingRasterization:
+    """A stand-in for ``gsplat.rasterization`` that records the channel width of every call, forward
+    and backward. Every pixel shows Gaussian 0's colours (and depth 1), so chunk order can be checked."""
+
+    def __init__(self):
+        self.widths: dict[str, list[int]] = {"forward": [], "backward": []}
+
+    def __call__(self, means, quats, scales, opacities, colors, viewmats, Ks, width, height, render_mode, **options):
+        assert render_mode == "RGB+ED" and options["channel_chunk"] == colors.shape[-1] + 1
+        widths = self.widths
+
+        class Rasterize(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, colours):
+                image = torch.cat([colours[0], colours.new_ones(1)])  # (width + 1,): features and depth
+                widths["forward"].append(image.shape[0])
+                return image.expand(1, height, width, -1).clone()
+
+            @staticmethod
+            def backward(ctx, grad_image):  # grad_image: (1, H, W, width + 1)
+                widths["backward"].append(grad_image.shape[-1])
+                grad = torch.zeros(len(means), grad_image.shape[-1] - 1, dtype=grad_image.dtype)
+                grad[0] = grad_image[..., :-1].sum(dim=(0, 1, 2))
+                return grad
+
+        image = Rasterize.apply(colors)
+        meta = {"means2d": means[:, :2], "gaussian_ids": torch.arange(len(means)), "radii": torch.ones(len(means))}
+        return image, torch.ones(1, height, width, 1), meta
+
+
+@pytest.fixture
+def gsplat_without_a_gpu(monkeypatch):
+    """The gsplat backend constructed on the CPU: CUDA and the compiled extension pretended present."""
+    import gsplat
+
+    import cclgs_gsplat.extension
+    from cclgs_gsplat.extension import ExtensionStatus
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(cclgs_gsplat.extension, "extension_status", lambda: ExtensionStatus(True, "pretended"))
+    recorder = _RecordingRasterization()
+    monkeypatch.setattr(gsplat, "rasterization", recorder)
+    return _registry.create("field_backend", "gsplat", {"device": "cpu"}), recorder
+
+
+def test_gsplat_calls_rasterization_with_at_most_33_channels_both_ways(gsplat_without_a_gpu):
+    import sys
+
+    backend, recorder = gsplat_without_a_gpu
+    camera = contract_camera(width=6, height=5)
+    gaussians = contract_scene("random")
+    features = torch.randn(len(gaussians), 100, requires_grad=True)  # e.g. 2 levels x 50 channels
+    output = backend.render(gaussians, features, camera)
+    assert output.features.shape == (5, 6, 100) and torch.equal(output.features[2, 3], features[0].detach())
+    output.features.sum().backward()
+    assert recorder.widths["forward"] == [33, 33, 33, 5]  # 32 + 32 + 32 + 4 channels, each with depth
+    assert sorted(recorder.widths["backward"]) == [5, 33, 33, 33]
+    assert torch.equal(features.grad[0], torch.full((100,), 30.0)) and not features.grad[1:].any()
+    assert "gsplat.cuda._backend" not in sys.modules  # nothing loaded or built gsplat's CUDA code
+
+
+def test_gsplat_without_its_compiled_extension_names_make_gpu_setup(monkeypatch, tmp_path):
+    from cclgs_gsplat.extension import extension_status
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    with pytest.raises(PluginError, match=r"gsplat's CUDA extension is not built .* run `make gpu-setup`"):
+        _registry.create("field_backend", "gsplat")
+    (tmp_path / "gsplat_cuda").mkdir()
+    (tmp_path / "gsplat_cuda" / "gsplat_cuda.so").write_bytes(b"")  # what a JIT build leaves
+    monkeypatch.setenv("PATH", str(tmp_path / "no_bin"))
+    assert not extension_status().ready and "only when nvcc is on PATH" in extension_status().detail
+    (tmp_path / "no_bin").mkdir()
+    (tmp_path / "no_bin" / "nvcc").write_text("#!/bin/sh\n")
+    (tmp_path / "no_bin" / "nvcc").chmod(0o755)
+    assert extension_status().ready
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")

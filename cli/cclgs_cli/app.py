@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from cclgs_cli.demo import demo
+from cclgs_cli.doctor import doctor
 from cclgs_cli.evaluate import eval_app
 from cclgs_cli.fit import fit
 from cclgs_cli.query import query
@@ -28,6 +29,7 @@ app.command("demo")(demo)
 app.command("synth")(synth)
 app.command("fit")(fit)
 app.command("query")(query)
+app.command("doctor")(doctor)
 app.add_typer(eval_app, name="eval")
 
 _PROTOCOL_HELP = (

@@ -12,24 +12,32 @@ if TYPE_CHECKING:
 
     from cclgs_core.gaussians import Gaussians
 
-#: Feature channel counts gsplat's CUDA kernels take without padding once the depth channel of
-#: render_mode "RGB+ED" is appended (kernel widths 1-5, 8, 9, 16, 17, 32, 33, ..., 512, 513).
-_NATIVE_FEATURE_CHANNELS = (1, 2, 3, 4) + tuple(width for power in range(3, 10) for width in (2**power - 1, 2**power))
-_MAX_CHUNK = _NATIVE_FEATURE_CHANNELS[-1]
+#: Feature channels per ``rasterization`` call. gsplat's backward kernel keeps about
+#: 16 * 16 * (28 + 4 * width) bytes of shared memory per block for ``width`` channels (the
+#: features plus the depth of render_mode "RGB+ED"): 33 fit in the 48 KiB every CUDA GPU has,
+#: 65 already fail on common cards and 129 on all. The forward kernel does not depend on width.
+MAX_CHUNK = 32
+#: Feature widths gsplat's kernels take without padding once the depth channel is appended
+#: (kernel widths 1-5, 8, 9, 16, 17, 32, 33).
+_NATIVE_FEATURE_CHANNELS = (1, 2, 3, 4, 7, 8, 15, 16, 31, 32)
 
 
 def padded_channels(channels: int) -> int:
-    """The smallest feature width >= ``channels`` (1..512) the CUDA kernels support with depth appended."""
+    """The smallest feature width >= ``channels`` (1..MAX_CHUNK) the kernels take with depth appended."""
     return next(width for width in _NATIVE_FEATURE_CHANNELS if width >= channels)
 
 
 class GsplatBackend:
     """``gsplat.rasterization`` (CUDA, differentiable like ``torch``) with any channel count.
 
-    Features are rendered in chunks of at most 512 channels, each zero-padded to a width the
-    kernels support, with render_mode "RGB+ED" so the expected depth comes out of the same pass.
-    Inputs are moved to CUDA (differentiably); outputs are on CUDA. ``RenderOutput.extras``
-    holds gsplat's packed "means2d", "gaussian_ids" and "radii" of the first chunk.
+    Features are rendered in chunks of at most ``MAX_CHUNK`` channels, each zero-padded to a
+    width the kernels support, with render_mode "RGB+ED" so the expected depth comes out of the
+    same pass. Inputs are moved to ``device`` (differentiably) and the outputs come back on the
+    device of the features given. ``RenderOutput.extras`` holds gsplat's packed "means2d",
+    "gaussian_ids" and "radii" of the first chunk.
+
+    The constructor checks for CUDA and for gsplat's compiled extension (``extension.py``),
+    without importing the module that would start building it.
 
     Differences from the reference: gsplat 1.4 bins each Gaussian to tiles within 3 standard
     deviations of its mean (the reference keeps every alpha >= 1/255, which reaches further
@@ -42,11 +50,16 @@ class GsplatBackend:
     def __init__(self, tile_size: int = 16, device: str = "cuda"):
         import torch
 
+        from cclgs_gsplat.extension import extension_status
+
         if not torch.cuda.is_available():
             raise PluginError(
                 "field backend 'gsplat' needs CUDA, and torch sees no CUDA device on this machine. "
                 "Use field_backend 'torch' (CPU) or 'cached' (frozen geometry) instead."
             )
+        extension = extension_status()
+        if not extension.ready:
+            raise PluginError(f"field backend 'gsplat': {extension.detail}")
         self.tile_size = tile_size
         self.device = device
 
@@ -54,7 +67,7 @@ class GsplatBackend:
         """Nothing to precompute."""
 
     def render(self, gaussians: "Gaussians", features: "torch.Tensor", camera: Camera) -> RenderOutput:
-        """features: (N, C) -> (H, W, C) features, (H, W) alpha, (H, W) depth, on CUDA."""
+        """features: (N, C) -> (H, W, C) features, (H, W) alpha, (H, W) depth, on the features' device."""
         import torch
         from gsplat import rasterization
 
@@ -62,7 +75,7 @@ class GsplatBackend:
 
         if features.ndim != 2 or features.shape[0] != len(gaussians):
             raise ValueError(f"features must be (N, C) with N = {len(gaussians)}, got {tuple(features.shape)}")
-        device = torch.device(self.device)
+        device, output_device = torch.device(self.device), features.device
         means = gaussians.means.to(device)
         quats = gaussians.quats.to(device)
         scales = gaussians.scales.to(device)
@@ -72,8 +85,8 @@ class GsplatBackend:
         intrinsics = torch.as_tensor(camera.intrinsics, dtype=means.dtype, device=device)[None]  # (1, 3, 3)
         channels = features.shape[1]
         rendered, alpha, depth, extras = [], None, None, {}
-        for start in range(0, max(channels, 1), _MAX_CHUNK):
-            chunk = features[:, start : start + _MAX_CHUNK]
+        for start in range(0, max(channels, 1), MAX_CHUNK):
+            chunk = features[:, start : start + MAX_CHUNK]
             width = padded_channels(max(chunk.shape[1], 1))
             colours = torch.cat([chunk, chunk.new_zeros(chunk.shape[0], width - chunk.shape[1])], dim=1)
             image, alphas, meta = rasterization(
@@ -99,4 +112,9 @@ class GsplatBackend:
             if alpha is None:
                 alpha, depth = alphas[0, ..., 0], image[0, ..., -1]
                 extras = {"means2d": meta["means2d"], "gaussian_ids": meta["gaussian_ids"], "radii": meta["radii"]}
-        return RenderOutput(features=torch.cat(rendered, dim=-1), alpha=alpha, depth=depth, extras=extras)
+        return RenderOutput(
+            features=torch.cat(rendered, dim=-1).to(output_device),
+            alpha=alpha.to(output_device),
+            depth=depth.to(output_device),
+            extras=extras,
+        )
