@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from cclgs_core.devices import check_device_name
 from cclgs_core.errors import ConfigError
 from cclgs_core.interfaces import KINDS
 from cclgs_core.registry import PluginRegistry, check_options, coerce, get_registry
@@ -40,7 +41,7 @@ DEFAULT_COMPONENTS: dict[str, str] = {
 }
 
 #: Top-level keys that are not component sections, with their types and defaults.
-GENERAL_KEYS: dict[str, tuple[type, Any]] = {"seed": (int, 0)}
+GENERAL_KEYS: dict[str, tuple[type, Any]] = {"seed": (int, 0), "device": (str, "auto")}
 
 
 @dataclass
@@ -105,6 +106,11 @@ class RunConfig:
     @property
     def seed(self) -> int:
         return self.general["seed"]
+
+    @property
+    def device(self) -> str:
+        """The device name ("auto", "cpu", "cuda" or "cuda:N"); ``devices.resolve_device`` resolves it."""
+        return self.general["device"]
 
     def create(self, kind: str, registry: PluginRegistry | None = None) -> Any:
         """Instantiate the component chosen for ``kind``."""
@@ -205,6 +211,11 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "<mapping>") -> R
             expected, _ = GENERAL_KEYS[key]
             if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
                 raise ConfigError(f"{source}: {key} must be of type {expected.__name__}, got {value!r}")
+            if key == "device":
+                try:
+                    check_device_name(value)
+                except ConfigError as error:
+                    raise ConfigError(f"{source}: {error}") from None
             general[key] = value
         else:
             sections = [*KINDS, *SETTINGS_SECTIONS]

@@ -87,11 +87,13 @@ def train_field(
     checkpoint_every: int = 1000,
     progress: Callable[[str, int, int], None] | None = None,
     log_every: int = 50,
+    device: torch.device | str = "cpu",
 ) -> tuple[SemanticField, TrainingLog]:
     """Fit the semantic field to the views' targets; resumes from ``checkpoint_path`` if it exists.
 
     gaussians: N frozen Gaussians; views: the training views; compressors: level -> fitted compressor.
-    ``pixels_per_step`` > 0 samples that many target pixels per level and step (0: all).
+    ``pixels_per_step`` > 0 samples that many target pixels per level and step (0: all). The
+    Gaussians, the field and the targets live on ``device``; so does the returned field.
     """
     frozen = Gaussians(
         gaussians.means.detach(),
@@ -99,22 +101,25 @@ def train_field(
         gaussians.log_scales.detach(),
         gaussians.opacity_logits.detach(),
         gaussians.sh.detach(),
-    )
-    semantic = SemanticField(len(frozen), compressors, field_dim=field_dim, seed=seed)
+    ).to(device)
+    semantic = SemanticField(len(frozen), compressors, field_dim=field_dim, seed=seed).to(device)
     optimizer = torch.optim.Adam(semantic.parameters(), lr=lr, betas=(0.9, 0.999))
     log = TrainingLog()
     start = 0
     if checkpoint_path is not None:
         remove_stale_temporaries(Path(checkpoint_path).parent)
     if checkpoint_path is not None and Path(checkpoint_path).exists():
-        state = torch.load(checkpoint_path, weights_only=False)
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
         semantic.load_state_dict(state["field"])
         optimizer.load_state_dict(state["optimizer"])
         log = TrainingLog(**state["log"])
         start = state["step"]
 
     # A view that no mask covers (an image without masks) teaches nothing; train on the others.
-    targets = [view.targets() for view in views]
+    targets = [
+        {level: (valid.to(device), values.to(device)) for level, (valid, values) in view.targets().items()}
+        for view in views
+    ]
     kept = [
         index
         for index, view_targets in enumerate(targets)
@@ -159,7 +164,7 @@ def _sample_pixels(
     for level, (valid, values) in targets.items():
         positions = torch.nonzero(valid.reshape(-1)).squeeze(1)
         if len(positions) > count:
-            keep = torch.as_tensor(np.sort(rng.choice(len(positions), count, replace=False)))
+            keep = torch.as_tensor(np.sort(rng.choice(len(positions), count, replace=False)), device=valid.device)
             new_valid = torch.zeros_like(valid.reshape(-1))
             new_valid[positions[keep]] = True
             sampled[level] = (new_valid.reshape(valid.shape), values[keep])

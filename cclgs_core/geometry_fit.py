@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from cclgs_core.devices import resolve_device
 from cclgs_core.errors import ConfigError, DataError
 from cclgs_core.gaussians import Gaussians, rgb_to_sh_dc
 from cclgs_core.types import Camera, Frame, Scene
@@ -68,6 +69,8 @@ class FitConfig:
     #: Densification stops growing once there are this many Gaussians.
     max_gaussians: int = 200_000
     seed: int = 0
+    #: "auto", "cpu", "cuda" or "cuda:N" (``devices.resolve_device``).
+    device: str = "auto"
 
 
 @dataclass
@@ -101,12 +104,14 @@ def fit_geometry(
     if config.steps < 1:
         raise ConfigError(f"geometry fit: steps must be >= 1, got {config.steps}")
     backend = _backend(config, registry)
+    device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     generator = np.random.default_rng(config.seed)
-    images = [torch.from_numpy(frame.load_image()).float() / 255.0 for frame in frames]  # each (H, W, 3)
-    background = torch.tensor(config.background, dtype=torch.float32)
+    images = [torch.from_numpy(frame.load_image()).to(device).float() / 255.0 for frame in frames]  # each (H, W, 3)
+    background = torch.tensor(config.background, dtype=torch.float32, device=device)
     extent = scene_extent([frame.camera for frame in frames])
     params = initial_parameters(points, colors, config.sh_degree, config.initial_opacity)
+    params = {name: torch.nn.Parameter(value.detach().to(device)) for name, value in params.items()}
     optimizers = _optimizers(params, config, extent)
     strategy, strategy_state = _strategy(config, params, optimizers, extent)
     decay = (config.lr_means_final / config.lr_means) ** (1.0 / max(config.steps, 1))
@@ -373,6 +378,6 @@ def evaluate(
     """PSNR in dB of ``gaussians`` against each frame's image."""
     scores = []
     for frame in frames:
-        target = torch.from_numpy(frame.load_image()).float() / 255.0
+        target = torch.from_numpy(frame.load_image()).to(gaussians.means.device).float() / 255.0
         scores.append(psnr(render_rgb(backend, gaussians, frame.camera, background), target))
     return scores

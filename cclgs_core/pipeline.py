@@ -397,6 +397,7 @@ def run_training(
     progress: Progress = _no_progress,
 ) -> TrainResult:
     """Preprocess (cached), then train the semantic field on the scene's frozen Gaussians and save it."""
+    from cclgs_core.devices import resolve_device
     from cclgs_core.field_io import file_digest, save_field
     from cclgs_core.field_training import train_field
     from cclgs_core.ply import read_gaussians
@@ -441,6 +442,7 @@ def run_training(
         checkpoint_path=field_dir / f"checkpoint-{training_key}.pt",
         checkpoint_every=settings.checkpoint_every,
         progress=progress,
+        device=resolve_device(config.device),
     )
     field_path = field_dir / "semantic_field.pt"
     save_field(

@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from cclgs_core.devices import to_host
 from cclgs_core.gaussians import Gaussians
 from cclgs_core.relevance import relevance, relevance_in_chunks, text_embeddings
 from cclgs_core.semantic_field import SemanticField
@@ -35,7 +36,8 @@ def level_relevance(
     with torch.no_grad():
         outputs = field.outputs(features, level)  # (P, L)
         if compressor.target_kind == "index":
-            prototypes = compressor.decode(torch.eye(outputs.shape[1]))  # (L, D): decode of each one-hot
+            one_hots = torch.eye(outputs.shape[1], device=outputs.device)
+            prototypes = compressor.decode(one_hots)  # (L, D): decode of each one-hot
             per_prototype = relevance(prototypes, queries, canonical)  # (T, L)
             return per_prototype[:, outputs.argmax(dim=1)]
         # Latents decode to (P, D) embeddings: in chunks, so a full-resolution view stays small in memory.
@@ -58,17 +60,27 @@ class ViewRelevance:
 
 
 class QueryEngine:
-    """A trained field ready to answer text queries in any view and in 3D."""
+    """A trained field ready to answer text queries in any view and in 3D. The field, the
+    Gaussians and the text embeddings live on ``device``; the answers come back on the host."""
 
-    def __init__(self, field: SemanticField, gaussians: Gaussians, backend: Any, extractor: Any):
-        self.field = field
-        self.gaussians = gaussians
+    def __init__(
+        self,
+        field: SemanticField,
+        gaussians: Gaussians,
+        backend: Any,
+        extractor: Any,
+        device: torch.device | str = "cpu",
+    ):
+        self.device = torch.device(device)
+        self.field = field.to(self.device)
+        self.gaussians = gaussians.to(self.device)
         self.backend = backend
         self.extractor = extractor
 
     def embed(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(T, D) query and (K, D) canonical-phrase embeddings."""
-        return text_embeddings(self.extractor, list(texts))
+        """(T, D) query and (K, D) canonical-phrase embeddings, on the engine's device."""
+        queries, canonical = text_embeddings(self.extractor, list(texts))
+        return queries.to(self.device), canonical.to(self.device)
 
     def view(self, camera: Camera, texts: Sequence[str]) -> ViewRelevance:
         """Render the field in ``camera`` and score every text there."""
@@ -84,7 +96,7 @@ class QueryEngine:
             ],
             dim=1,
         )  # (T, levels, H, W)
-        return ViewRelevance(maps.numpy(), output.alpha.numpy(), list(self.field.levels))
+        return ViewRelevance(to_host(maps), to_host(output.alpha), list(self.field.levels))
 
     def select_gaussians(self, text: str, threshold: float = 0.5, level: str | None = None) -> tuple[np.ndarray, str]:
         """3D segmentation: (N,) bool Gaussians whose own decoded feature has relevance above
@@ -95,13 +107,19 @@ class QueryEngine:
             name: level_relevance(self.field, features, name, queries, canonical)[0] for name in self.field.levels
         }
         chosen = level or max(scores, key=lambda name: float(scores[name].max()))
-        return (scores[chosen] > threshold).numpy(), chosen
+        return to_host(scores[chosen] > threshold), chosen
 
 
 def load_query_engine(
-    field_path: Path, backend_name: str = "torch", registry: Any = None, backend_options: dict[str, Any] | None = None
+    field_path: Path,
+    backend_name: str = "torch",
+    registry: Any = None,
+    backend_options: dict[str, Any] | None = None,
+    device: str = "auto",
 ) -> QueryEngine:
-    """Build a QueryEngine from a saved field file (which names its Gaussians and feature extractor)."""
+    """Build a QueryEngine from a saved field file (which names its Gaussians and feature
+    extractor), on ``device`` (a name for ``devices.resolve_device``)."""
+    from cclgs_core.devices import resolve_device
     from cclgs_core.field_io import load_field
     from cclgs_core.ply import read_gaussians
     from cclgs_core.registry import get_registry
@@ -113,7 +131,7 @@ def load_query_engine(
         "feature_extractor", saved.feature_extractor["name"], saved.feature_extractor["options"]
     )
     backend = registry.create("field_backend", backend_name, backend_options or {})
-    return QueryEngine(saved.field, gaussians, backend, extractor)
+    return QueryEngine(saved.field, gaussians, backend, extractor, resolve_device(device))
 
 
 @dataclass

@@ -79,6 +79,8 @@ class RunInfo:
     trained_frames: list[str] = field(default_factory=list)
     evaluation_frames: list[str] = field(default_factory=list)
     field: str = FIELD_FILE
+    #: The run config's device name; queries and evaluations of the run use it too.
+    device: str = "auto"
     format: int = FORMAT_VERSION
 
 
@@ -144,6 +146,7 @@ def train_run(
         trained_frames=[frame.name for frame in scene.split("train")],
         evaluation_frames=[frame.name for frame in evaluation_frames(scene)],
         field=Path(result.field_path).resolve().relative_to(Path(run_dir).resolve()).as_posix(),
+        device=config.device,
     )
     write_run_info(run_dir, info)
     return result, info
@@ -172,12 +175,14 @@ def open_run(
     downscale: int | None = None,
     backend: str | None = None,
     registry: Any = None,
+    device: str | None = None,
 ) -> OpenedRun:
     """Open a run directory (with run.json) or a field file.
 
     A field file inside a run (``RUN/field/semantic_field.pt``) uses that run's record. The
     scene is the run's unless ``scene_path`` is given; without either there is no scene (3D
-    queries still work). The field backend is the run's unless ``backend`` names another.
+    queries still work). The field backend and the device are the run's unless ``backend`` or
+    ``device`` name others.
     """
     from cclgs_core.datasets import load_scene
     from cclgs_core.query import load_query_engine
@@ -204,7 +209,8 @@ def open_run(
         backend_name, backend_options = info.field_backend["name"], info.field_backend.get("options", {})
     else:
         backend_name, backend_options = "torch", {}
-    engine = load_query_engine(field_path, backend_name, registry, backend_options)
+    device_name = device or (info.device if info is not None else "auto")
+    engine = load_query_engine(field_path, backend_name, registry, backend_options, device_name)
     scene = None
     if scene_path is not None:
         scene = load_scene(scene_path, downscale=downscale or 1)

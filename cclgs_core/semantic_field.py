@@ -40,7 +40,9 @@ class SemanticField(torch.nn.Module):
         generator = torch.Generator().manual_seed(seed)
         initial = 0.1 * torch.randn(num_gaussians, len(self.levels) * field_dim, generator=generator)
         self.features = torch.nn.Parameter(initial)  # (N, levels * d_f)
-        with torch.random.fork_rng():  # seeded head initialisation without touching the global RNG
+        with torch.random.fork_rng(
+            devices=[]
+        ):  # seeded head initialisation (on the CPU) without touching the global RNG
             torch.manual_seed(seed)
             self.heads = torch.nn.ModuleDict({level: compressors[level].make_head(field_dim) for level in self.levels})
 

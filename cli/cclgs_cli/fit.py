@@ -37,6 +37,7 @@ def fit(
         "has them, else random.",
     ),
     random_points: int = typer.Option(50_000, help="How many random points --init random starts from."),
+    device: str = typer.Option("auto", help="Device: auto (CUDA when available, else the CPU), cpu, cuda or cuda:N."),
 ) -> None:
     """Fit RGB 3DGS from posed images, starting from the scene's sparse points or random points, with
     densification."""
@@ -59,7 +60,9 @@ def fit(
     else:
         points, colours = random_initialisation(loaded, random_points, seed)
         typer.echo(f"starting from {random_points} random points (no sparse points used)")
-    config = FitConfig(steps=steps, max_seconds=max_seconds, backend=backend, background=colour, seed=seed)
+    config = FitConfig(
+        steps=steps, max_seconds=max_seconds, backend=backend, background=colour, seed=seed, device=device
+    )
     with progress_bar() as progress:
 
         def on_step(entry: dict[str, float]) -> None:

@@ -34,6 +34,7 @@ from typing import Sequence
 
 import numpy as np
 
+from cclgs_core.devices import to_host
 from cclgs_core.errors import ConfigError, DataError
 from cclgs_core.types import UNLABELED, Camera, Frame, Scene, SegmentMap
 
@@ -205,7 +206,7 @@ class ReprojectionTracker:
         with torch.no_grad():
             for frame in frames:
                 output = backend.render(gaussians, blank, frame.camera)
-                result.append((output.depth.numpy().astype(np.float64), output.alpha.numpy() >= self.min_alpha))
+                result.append((to_host(output.depth).astype(np.float64), to_host(output.alpha) >= self.min_alpha))
         return result
 
     def _mask_points(
