@@ -25,6 +25,7 @@ def doctor(*args: object):
     return CliRunner().invoke(app, ["doctor", *map(str, args)])
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks what doctor says on a machine without a GPU")
 def test_this_machine_is_ready_for_the_cpu_path_and_a_gsplat_config_is_not(tmp_path):
     # As a user runs it, with TORCH_CUDA_ARCH_LIST set: importing gsplat's CUDA module would now start a
     # half-hour build in TORCH_EXTENSIONS_DIR (at one job, should it ever happen, not the ten that exhaust memory).
@@ -44,6 +45,10 @@ def test_this_machine_is_ready_for_the_cpu_path_and_a_gsplat_config_is_not(tmp_p
         "[field_backend] gsplat: does not build" in not_ready.stdout and "not ready: 1 problem(s)" in not_ready.stdout
     )
     assert not (tmp_path / "extensions").exists()  # nothing was built or prepared for a build
+    cuda_config = tmp_path / "cuda.toml"
+    cuda_config.write_text('device = "cuda"\n' + LIGHT_CONFIG)
+    no_gpu = doctor("-c", cuda_config)
+    assert no_gpu.exit_code == 2 and "- device 'cuda': torch sees no CUDA device on this machine" in no_gpu.output
 
 
 @pytest.fixture
@@ -60,7 +65,8 @@ def test_a_gpu_without_gsplats_extension_is_told_to_run_make_gpu_setup(pretend_a
     config.write_text(LIGHT_CONFIG + '\n[field_backend]\nname = "gsplat"\n')
     result = doctor("-c", config)
     assert result.exit_code == 2
-    assert "devices: cuda:0 Test GPU (compute 9.0)" in result.output and "device a run uses: cuda" in result.output
+    assert "devices: cuda:0 Test GPU (compute 9.0)" in result.output
+    assert "device a run uses: cuda (device = auto)" in result.output
     assert "gsplat extension: gsplat's CUDA extension is not built" in result.output
     assert "- [field_backend] field backend 'gsplat': gsplat's CUDA extension is not built" in result.output
     assert "run `make gpu-setup`" in result.output.split("to fix:")[1]

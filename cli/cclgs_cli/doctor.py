@@ -46,6 +46,8 @@ def doctor(
     _plugins(report)
     if config is not None or override:
         _run_config(report, config, override)
+    else:
+        _run_device(report, "auto")
     typer.echo("\n".join(report.lines))
     if report.problems:
         typer.echo("\nto fix:")
@@ -77,10 +79,8 @@ def _environment(report: Report) -> None:
             for capability in [torch.cuda.get_device_capability(index)]
         )
         report.say(f"torch built with {built_with}; devices: {devices}")
-        report.say("device a run uses: cuda (device = auto)")
     else:
         report.say(f"torch built with {built_with}; no CUDA device visible")
-        report.say("device a run uses: cpu (device = auto)")
     _cuda_toolkit(report, torch.version.cuda)
     _gsplat_extension(report)
 
@@ -128,6 +128,7 @@ def _run_config(report: Report, config: Optional[Path], override: list[str]) -> 
     except CclgsError as error:
         report.problem(f"config {config}: does not load", str(error))
         return
+    _run_device(report, run_config.device)
     report.say(f"config {run_config.source}:")
     for kind, choice in run_config.components.items():
         try:
@@ -139,6 +140,16 @@ def _run_config(report: Report, config: Optional[Path], override: list[str]) -> 
         for option, value in choice.options.items():
             if "checkpoint" in option and value:
                 _checkpoint(report, kind, option, Path(value))
+
+
+def _run_device(report: Report, name: str) -> None:
+    from cclgs_core.devices import resolve_device
+    from cclgs_core.errors import ConfigError
+
+    try:
+        report.say(f"device a run uses: {resolve_device(name)} (device = {name})")
+    except ConfigError as error:
+        report.problem(f"device a run uses: none (device = {name})", str(error))
 
 
 def _checkpoint(report: Report, kind: str, option: str, path: Path) -> None:
