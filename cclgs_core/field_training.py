@@ -182,6 +182,7 @@ def views_accuracy(
         with torch.no_grad():
             rendered = backend.render(gaussians, field_module.features, view.camera).features  # (H, W, levels * d_f)
         for level, (valid, targets) in view.targets().items():
+            valid, targets = valid.to(rendered.device), targets.to(rendered.device)
             correct += int((field_module.predicted_targets(rendered[valid], level) == targets).sum())
             total += int(valid.sum())
     return correct / max(total, 1)
