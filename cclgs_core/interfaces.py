@@ -53,7 +53,12 @@ class Tracker(Protocol):
 
 @runtime_checkable
 class FeatureExtractor(Protocol):
-    """Image + masks -> one embedding per mask; texts -> embeddings in the same space."""
+    """Image + masks -> one embedding per mask; texts -> embeddings in the same space.
+
+    An image-only extractor (no text encoder) sets the class attribute ``encodes_text = False``:
+    its ``encode_texts`` raises a PluginError saying so, and its ``canonical_phrases`` may be
+    empty. Without the attribute an extractor is taken to encode text.
+    """
 
     #: D, the embedding dimension.
     dim: int

@@ -11,10 +11,10 @@ import torch
 
 from cclgs_core.errors import ConfigError, DataError, PluginError
 from cclgs_core.interfaces import FeatureExtractor
+from cclgs_core.masked_crops import mask_boxes, masked_square_crops
 from cclgs_core.registry import get_registry
 from cclgs_core.types import Camera, Frame, SegmentMap
 from cclgs_openclip import OpenClipExtractor
-from cclgs_openclip.extractor import mask_boxes, masked_square_crops
 
 HEIGHT, WIDTH = 40, 56
 

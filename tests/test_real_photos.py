@@ -178,6 +178,21 @@ def test_preprocess_train_and_query_run_on_the_photos(trained, fitted, work):
     assert [name for name in first if first[name] != second[name]] == []
 
 
+def test_preprocess_with_efficientnet_features_on_the_photos(trained, work):
+    """Real pretrained features (EfficientNet-Lite0 with its ImageNet weights) for the fox's masks;
+    the masks come from the cache of the run above (same mask generator), the features are new."""
+    config = work / "efficientnet.toml"
+    openclip = 'name = "openclip"\nmodel_name = "ViT-B-32"\nallow_random_weights = true'
+    config.write_text(CONFIG.replace(openclip, 'name = "efficientnet"'))
+    output = cclgs("preprocess", FOX, "--config", config, "--run", trained, "--downscale", DOWNSCALE)
+    assert "50 frames: masks computed for 0, features for 50" in output
+    frames = [np.load(path) for path in (trained / "cache" / "features").glob("*/0001.npz")]
+    efficientnet = [frame for frame in frames if frame["sp_features"].shape[1] == 1280]  # beside OpenCLIP's 512
+    assert len(efficientnet) == 1
+    rows = np.concatenate([efficientnet[0][name] for name in efficientnet[0].files])  # every mask, both levels
+    assert len(rows) > 0 and np.allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-5)
+
+
 def test_ns_train_ccl_lgs_runs_100_steps_on_the_photos(trained, fitted, work):
     command = ns_train_command(
         FOX,

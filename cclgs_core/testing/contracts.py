@@ -21,6 +21,7 @@ import copy
 import numpy as np
 import pytest
 
+from cclgs_core.errors import PluginError
 from cclgs_core.testing.scenes import make_tiny_scene
 from cclgs_core.types import LEVELS, SegmentMap
 from cclgs_core.validation import (
@@ -119,13 +120,18 @@ class FeatureExtractorContract(_ContractBase):
 
     def test_text_embeddings(self, component):
         texts = ["a red mug", "ramen bowl", *component.canonical_phrases]
+        if not getattr(component, "encodes_text", True):
+            with pytest.raises(PluginError, match="text"):  # an image-only extractor says it has no text encoder
+                component.encode_texts(texts)
+            return
         embeddings = component.encode_texts(texts)
         check_embeddings(embeddings, len(texts), component.dim, self.name_of(component), "encode_texts()")
         assert not np.allclose(embeddings[0], embeddings[1]), "different texts must not share one embedding"
 
     def test_canonical_phrases(self, component):
         phrases = component.canonical_phrases
-        assert isinstance(phrases, tuple) and phrases and all(isinstance(p, str) and p for p in phrases)
+        assert isinstance(phrases, tuple) and all(isinstance(p, str) and p for p in phrases)
+        assert phrases or not getattr(component, "encodes_text", True), "a text encoder needs canonical phrases"
 
 
 def clustered_features(views: int = 6, per_view: int = 12, dim: int = 32, clusters: int = 4, seed: int = 0):

