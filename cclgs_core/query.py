@@ -59,6 +59,29 @@ class ViewRelevance:
         return int(np.argmax(self.maps[query].reshape(len(self.levels), -1).max(axis=1)))
 
 
+#: A query's embeddings per level: level -> ((T, D) queries, (K, D) canonical embeddings).
+LevelQueries = dict[str, tuple[torch.Tensor, torch.Tensor]]
+#: A point exemplar picks the pixels whose decoded embedding has at least this cosine with its own.
+POINT_SIMILARITY = 0.9
+#: Pixels decoded at once when averaging embeddings.
+_CHUNK = 65536
+
+
+def _decoded_similarity(field: SemanticField, flat: torch.Tensor, level: str, embedding: torch.Tensor) -> torch.Tensor:
+    """(P,) cosine of every pixel's decoded embedding with ``embedding`` (1, D); flat: (P, levels * d_f)."""
+    parts = [field.decode(flat[start : start + _CHUNK], level) @ embedding[0] for start in range(0, len(flat), _CHUNK)]
+    return torch.cat(parts)
+
+
+def _mean_embedding(field: SemanticField, flat: torch.Tensor, pixels: torch.Tensor, level: str) -> torch.Tensor:
+    """(1, D) unit mean of the decoded embeddings of the ``pixels`` (P,) bool of ``flat`` (P, levels * d_f)."""
+    chosen = flat[pixels]
+    total = sum(
+        field.decode(chosen[start : start + _CHUNK], level).sum(dim=0) for start in range(0, len(chosen), _CHUNK)
+    )
+    return torch.nn.functional.normalize(total[None], dim=-1)
+
+
 class QueryEngine:
     """A trained field ready to answer text queries in any view and in 3D. The field, the
     Gaussians and the text embeddings live on ``device``; the answers come back on the host."""
@@ -82,16 +105,65 @@ class QueryEngine:
         queries, canonical = text_embeddings(self.extractor, list(texts))
         return queries.to(self.device), canonical.to(self.device)
 
+    def text_queries(self, texts: Sequence[str]) -> LevelQueries:
+        """Text queries: the same (T, D) text embeddings and (K, D) canonical phrases at every level."""
+        queries, canonical = self.embed(texts)
+        return {level: (queries, canonical) for level in self.field.levels}
+
+    def exemplar_query(
+        self, camera: Camera, region: np.ndarray | None = None, point: tuple[int, int] | None = None
+    ) -> LevelQueries:
+        """One query by example (docs/design.md, "Queries"): a region of the view ``camera``, given
+        as (H, W) bool pixels or as a point (x, y) that picks the pixels decoding like it.
+
+        Per level, the query is the mean decoded embedding of the region's covered pixels (alpha
+        >= 0.5), and its single canonical embedding the mean over the view's other covered
+        pixels: a pixel is relevant when it looks more like the example than like the rest of
+        the view. Returns level -> ((1, D), (1, D)).
+        """
+        from cclgs_core.errors import DataError
+
+        with torch.no_grad():
+            output = self.backend.render(self.gaussians, self.field.features, camera)
+        height, width = output.alpha.shape
+        flat = output.features.reshape(height * width, -1)  # (P, levels * d_f)
+        covered = (output.alpha >= 0.5).reshape(-1)  # (P,)
+        if point is not None:
+            x, y = point
+            if not (0 <= x < width and 0 <= y < height) or not bool(covered[y * width + x]):
+                raise DataError(f"exemplar point ({x}, {y}) is outside the view's {width}x{height} rendered surface")
+        queries = {}
+        for level in self.field.levels:
+            if point is not None:
+                picked = self.field.decode(flat[y * width + x][None], level)  # (1, D)
+                inside = covered & (_decoded_similarity(self.field, flat, level, picked) >= POINT_SIMILARITY)
+            else:
+                inside = covered & torch.as_tensor(region, dtype=torch.bool, device=covered.device).reshape(-1)
+            outside = covered & ~inside
+            if not bool(inside.any()) or not bool(outside.any()):
+                raise DataError(
+                    f"the exemplar region covers {'none' if not bool(inside.any()) else 'all'} of the rendered "
+                    "surface in its view; give a region on one object"
+                )
+            queries[level] = (
+                _mean_embedding(self.field, flat, inside, level),
+                _mean_embedding(self.field, flat, outside, level),
+            )
+        return queries
+
     def view(self, camera: Camera, texts: Sequence[str]) -> ViewRelevance:
         """Render the field in ``camera`` and score every text there."""
-        queries, canonical = self.embed(texts)
+        return self.view_queries(camera, self.text_queries(texts))
+
+    def view_queries(self, camera: Camera, queries: LevelQueries) -> ViewRelevance:
+        """Render the field in ``camera`` and score the T queries of ``queries`` at every level."""
         with torch.no_grad():
             output = self.backend.render(self.gaussians, self.field.features, camera)
         height, width = output.alpha.shape
         flat = output.features.reshape(height * width, -1)
         maps = torch.stack(
             [
-                level_relevance(self.field, flat, level, queries, canonical).reshape(-1, height, width)
+                level_relevance(self.field, flat, level, *queries[level]).reshape(-1, height, width)
                 for level in self.field.levels
             ],
             dim=1,
@@ -154,11 +226,13 @@ def answer_in_views(
     out_dir: Path,
     threshold: float = 0.5,
     progress: Callable[[str, int, int], None] | None = None,
+    queries: LevelQueries | None = None,
 ) -> list[ViewAnswer]:
     """Score every text in every frame; write ``OUT/<text>/<frame>_relevance.png`` (the chosen
     level's relevance over the image: transparent at 0.5 = no better than the canonical phrases,
     full colour at 1), ``<frame>_mask.png`` (white where the relevance exceeds ``threshold``) and
-    ``OUT/query.json`` listing every answer."""
+    ``OUT/query.json`` listing every answer. ``queries`` (e.g. an exemplar's) replaces the text
+    embeddings; ``texts`` then only name them."""
     import json
 
     from cclgs_core.cache import atomic_write_text
@@ -166,10 +240,11 @@ def answer_in_views(
 
     out_dir = Path(out_dir)
     folders = _unique_slugs(texts)
+    queries = queries if queries is not None else engine.text_queries(texts)
     answers = []
     for done, frame in enumerate(frames):
         image = frame.load_image()
-        relevance_maps = engine.view(frame.camera, texts)
+        relevance_maps = engine.view_queries(frame.camera, queries)
         stem = frame.name.replace("/", "__")
         for index, text in enumerate(texts):
             level = relevance_maps.best_level(index)

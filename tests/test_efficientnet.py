@@ -81,7 +81,7 @@ def test_loads_and_encodes_without_a_network(monkeypatch):
 
 
 def test_text_queries_are_refused_with_the_way_out(extractor, tmp_path):
-    with pytest.raises(PluginError, match="has no text encoder.*by example"):
+    with pytest.raises(PluginError, match=r"has no text encoder.*by example \(.cclgs query RUN --exemplar-view"):
         extractor.encode_texts(["a cat"])
     garbage = tmp_path / "weights.pth"
     garbage.write_bytes(b"not weights")

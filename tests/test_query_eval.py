@@ -395,3 +395,39 @@ def test_query_views_default_to_the_test_split_else_every_8th_training_view():
     assert [frame.name for frame in choose_frames(scene, split="train")[0]] == ["v00"]
     with pytest.raises(ConfigError, match="auto, train or test"):
         choose_frames(scene, split="val")
+
+
+def test_a_query_by_example_finds_its_object_in_the_held_out_views(world, run, tmp_path):
+    """An example region of the bowl in one training view, through the CLI; scored against the bowl's
+    ground truth in the held-out views. Chance level: a mask of the whole view, whose IoU is the bowl's
+    share of the view."""
+    scene = load_scene(world)
+    bowl = world_classes(world)["ramen bowl"]
+    example = max(scene.split("train"), key=lambda frame: (read_label_map(frame.ground_truth["class"]) == bowl).sum())
+    region = read_label_map(example.ground_truth["class"]) == bowl  # (H, W)
+    mask_path = tmp_path / "bowl.png"
+    Image.fromarray(region.astype(np.uint8) * 255).save(mask_path)
+    out = tmp_path / "by_example"
+    result = cclgs("query", run, "--exemplar-view", example.name, "--exemplar-mask", mask_path, "--all", "--out", out)
+    assert f"example: mask bowl.png in {example.name}" in result.output
+    answers = json.loads((out / "query.json").read_text())["answers"]
+    held_out = {frame.name: frame for frame in scene.split("test")}
+    assert [answer["frame"] for answer in answers] == list(held_out)
+    scores, chance = [], []
+    for answer in answers:
+        truth = read_label_map(held_out[answer["frame"]].ground_truth["class"]) == bowl
+        with Image.open(out / answer["mask_png"]) as mask_image:
+            selected = np.asarray(mask_image) == 255
+        scores.append((selected & truth).sum() / (selected | truth).sum())
+        chance.append(truth.mean())
+    assert np.mean(scores) > max(0.5, 2 * np.mean(chance)), (scores, chance)
+
+    rows, cols = np.nonzero(region)
+    box = f"{cols.min()},{rows.min()},{cols.max() + 1},{rows.max() + 1}"
+    centre = f"{int(np.median(cols))},{int(np.median(rows))}"
+    for option, value in (("--exemplar-box", box), ("--exemplar-point", centre)):
+        other = tmp_path / option.strip("-")
+        cclgs("query", run, "--exemplar-view", example.name, option, value, "--all", "--out", other)
+        assert len(json.loads((other / "query.json").read_text())["answers"]) == len(held_out)
+    with pytest.raises(ConfigError, match="either --text"):
+        cclgs("query", run, "--text", "bowl", "--exemplar-view", example.name, "--exemplar-box", box)

@@ -88,8 +88,8 @@ class EfficientNetExtractor:
         """Always raises: this network has no text encoder."""
         raise PluginError(
             "feature extractor 'efficientnet' has no text encoder, so it cannot embed text queries; query a scene "
-            "trained on it by example (a region of one view), or train with a vision-language extractor such as "
-            "'openclip' for text queries"
+            "trained on it by example (`cclgs query RUN --exemplar-view NAME --exemplar-box x0,y0,x1,y1`, or "
+            "--exemplar-point, --exemplar-mask), or train with a vision-language extractor such as 'openclip'"
         )
 
     def _encode_images(self, crops: "torch.Tensor") -> np.ndarray:
