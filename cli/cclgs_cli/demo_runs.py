@@ -60,9 +60,11 @@ def run_demo(
     iterations: int = ITERATIONS,
     lr: float = LR,
     progress: Callable[[str, int, int], None] | None = None,
+    methods: Mapping[str, Sequence[str]] = METHODS,
 ) -> tuple[list[DemoResult], Path]:
-    """Run the demo into ``out``; returns one result per method and the summary markdown's path."""
-    results = run_methods(out, METHODS, seed, size, train_views, test_views, iterations, lr, progress)
+    """Run the demo into ``out`` for ``methods`` (name shown -> run-config overrides); returns one
+    result per method and the summary markdown's path."""
+    results = run_methods(out, methods, seed, size, train_views, test_views, iterations, lr, progress)
     summary = write_summary(results, out, seed, iterations, lr)
     return results, summary
 
