@@ -45,6 +45,8 @@ class DeviceMixingError(RuntimeError):
 
 
 class _EmulatedCuda(TorchFunctionMode):
+    """The torch function mode behind ``emulated_cuda``: it marks CUDA tensors and checks every call."""
+
     def __init__(self) -> None:
         super().__init__()
         self._storages: dict[int, Any] = {}  # data pointer -> storage, kept alive
@@ -55,6 +57,7 @@ class _EmulatedCuda(TorchFunctionMode):
     # -- marks -------------------------------------------------------------------------------
 
     def on_cuda(self, tensor: torch.Tensor) -> bool:
+        """Whether ``tensor`` is (emulated to be) on the CUDA device."""
         if tensor.layout == torch.strided:
             pointer = tensor.untyped_storage().data_ptr()
             if pointer != 0:
