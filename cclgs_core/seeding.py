@@ -1,10 +1,11 @@
 """Random initialisation that every process repeats exactly.
 
-A model built at random initialisation (``allow_random_weights`` of the OpenCLIP, SAM and SAM2
-plugins) must be the same network in every process: ``cclgs preprocess`` encodes the masks with
-it and ``cclgs query``, a later process, encodes the text with it. Built from torch's global
-generator as it happens to be, two processes get two different networks, and two identical
-queries give different answers.
+Every seeded model build goes through ``repeatable_initialisation``: the semantic field's
+heads, the autoencoder, and the models that the OpenCLIP, SAM and SAM2 plugins build without a
+checkpoint (``allow_random_weights``). Those must be the same network in every process:
+``cclgs preprocess`` encodes the masks with it and ``cclgs query``, a later process, encodes the
+text with it. Built from torch's global generator as it happens to be, two processes get two
+different networks, and two identical queries give different answers.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from cclgs_core.seeding import repeatable_initialisation
 from cclgs_core.types import UNLABELED
 
 
@@ -40,10 +41,7 @@ class SemanticField(torch.nn.Module):
         generator = torch.Generator().manual_seed(seed)
         initial = 0.1 * torch.randn(num_gaussians, len(self.levels) * field_dim, generator=generator)
         self.features = torch.nn.Parameter(initial)  # (N, levels * d_f)
-        with torch.random.fork_rng(
-            devices=[]
-        ):  # seeded head initialisation (on the CPU) without touching the global RNG
-            torch.manual_seed(seed)
+        with repeatable_initialisation(seed):  # seeded heads, built on the CPU, leaving the global RNG alone
             self.heads = torch.nn.ModuleDict({level: compressors[level].make_head(field_dim) for level in self.levels})
 
     @property

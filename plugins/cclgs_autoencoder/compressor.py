@@ -102,10 +102,10 @@ class AutoencoderCompressor:
         import torch.nn.functional as F
 
         from cclgs_autoencoder.network import LatentAutoencoder
+        from cclgs_core.seeding import repeatable_initialisation
 
         stacked = torch.from_numpy(_stack_views(features))  # (n, D)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with repeatable_initialisation(seed):
             network = LatentAutoencoder(stacked.shape[1], self.encoder_dims)
         optimizer = torch.optim.Adam(network.parameters(), lr=self.lr)
         generator = torch.Generator().manual_seed(seed)
