@@ -15,3 +15,10 @@ class PluginError(CclgsError):
 
 class DataError(CclgsError):
     """An input file (image, transforms.json, .ply, label, checkpoint) is missing or malformed."""
+
+
+def error_summary(error: BaseException) -> str:
+    """``TypeName: first line of the message`` (or ``no detail``), for messages that report a
+    failure of a library (torch.load, an image decoder) in one line."""
+    text = str(error)
+    return f"{type(error).__name__}: {text.splitlines()[0] if text.strip() else 'no detail'}"

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from cclgs_core.datasets.nerfstudio import read_json
-from cclgs_core.errors import DataError
+from cclgs_core.errors import DataError, error_summary
 from cclgs_core.gaussians import Gaussians, evaluate_sh, rgb_to_sh_dc
 
 _PARAMETERS = ("means", "scales", "quats", "opacities", "features_dc", "features_rest")
@@ -67,7 +67,7 @@ def _load_state(path: Path) -> dict[str, torch.Tensor]:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle errors, truncated zip archives
         raise DataError(
-            f"{path}: cannot load the checkpoint ({type(error).__name__}: {str(error).splitlines()[0]}); it is corrupt "
+            f"{path}: cannot load the checkpoint ({error_summary(error)}); it is corrupt "
             "or holds objects other than tensors and numbers (re-save it from nerfstudio)"
         ) from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("pipeline"), dict):

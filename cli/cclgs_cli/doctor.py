@@ -155,13 +155,14 @@ def _run_device(report: Report, name: str) -> None:
 def _checkpoint(report: Report, kind: str, option: str, path: Path) -> None:
     import torch
 
+    from cclgs_core.errors import error_summary
+
     try:
         state: Any = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as error:  # missing, unreadable, or not a weights file
-        reason = str(error).splitlines()[0] if str(error) else "no detail"
         report.problem(
             f"  [{kind}] {option} {path}: does not load",
-            f"[{kind}] {option} {path} does not load ({type(error).__name__}: {reason}); give a checkpoint file",
+            f"[{kind}] {option} {path} does not load ({error_summary(error)}); give a checkpoint file",
         )
         return
     entries = len(state) if isinstance(state, dict) else 1

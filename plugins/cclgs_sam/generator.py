@@ -12,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 
-from cclgs_core.errors import ConfigError, DataError
+from cclgs_core.errors import ConfigError, DataError, error_summary
 from cclgs_core.masks import MaskSelectionOptions, TwoLevelCollector, point_grid
 from cclgs_core.seeding import repeatable_initialisation
 from cclgs_core.types import Frame, FrameMasks
@@ -98,7 +98,7 @@ class SamMaskGenerator:
                     hint = DOWNLOAD_HINT.format(file=CHECKPOINT_FILES[self.model_type])
                     raise DataError(
                         f"SAM checkpoint {self.checkpoint} could not be loaded as model_type {self.model_type!r} "
-                        f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no detail'}). "
+                        f"({error_summary(error)}). "
                         f"Set model_type to the checkpoint's architecture or: {hint}."
                     ) from error
             self._predictor = SamPredictor(model.to(device).eval())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cclgs_core.errors import ConfigError, DataError
+from cclgs_core.errors import ConfigError, DataError, error_summary
 from cclgs_core.seeding import repeatable_initialisation
 
 CHECKPOINT_HINT = (
@@ -80,7 +80,7 @@ def build_sam2_model(component: str, model_config: str, checkpoint: Path | None,
         except Exception as error:  # unreadable file, no "model" entry, or another architecture
             raise DataError(
                 f"SAM2 checkpoint {checkpoint} could not be loaded with config {model_config} "
-                f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no detail'}). "
+                f"({error_summary(error)}). "
                 f"Set model_config to the checkpoint's architecture or: {CHECKPOINT_HINT}."
             ) from error
     return model.to(device).eval()
