@@ -108,3 +108,10 @@ def masked_square_crops(
         resized = F.interpolate(pixels, size=size, mode="bicubic", align_corners=False, antialias=True)
         crops[row] = resized[0].clamp_(0.0, 1.0)
     return crops
+
+
+def unit_rows(embeddings: "torch.Tensor") -> np.ndarray:
+    """(B, D) any float, any device -> (B, D) float32 numpy on the host, L2-normalised rows."""
+    import torch.nn.functional as F
+
+    return F.normalize(embeddings.float(), dim=-1).cpu().numpy()

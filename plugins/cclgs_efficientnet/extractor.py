@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from cclgs_core.errors import ConfigError, DataError, PluginError
-from cclgs_core.masked_crops import encode_masked_crops
+from cclgs_core.errors import ConfigError, DataError, PluginError, error_summary
+from cclgs_core.masked_crops import encode_masked_crops, unit_rows
 from cclgs_core.types import Frame, SegmentMap
 
 if TYPE_CHECKING:
@@ -70,9 +70,8 @@ class EfficientNetExtractor:
             model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         except Exception as error:  # unreadable, or another network's weights
             raise DataError(
-                f"{path} could not be loaded as EfficientNet-Lite0 weights ({type(error).__name__}: "
-                f"{str(error).splitlines()[0] if str(error) else 'no detail'}); leave the option weights unset to use "
-                "the packaged ImageNet weights"
+                f"{path} could not be loaded as EfficientNet-Lite0 weights ({error_summary(error)}); leave the option "
+                "weights unset to use the packaged ImageNet weights"
             ) from error
         self.device = resolve_device(device)
         self.batch_size = batch_size
@@ -95,9 +94,8 @@ class EfficientNetExtractor:
     def _encode_images(self, crops: "torch.Tensor") -> np.ndarray:
         """crops: (B, 3, 224, 224) float32 in [0, 1]. Returns (B, 1280) float32 unit rows."""
         import torch
-        import torch.nn.functional as F
 
         pixels = (crops * 2.0 - 1.0).to(self.device)  # [-1, 1]
         with torch.inference_mode():
             channels = self._model.extract_features(pixels)  # (B, 1280, 7, 7)
-        return F.normalize(channels.mean(dim=(2, 3)).float(), dim=-1).cpu().numpy()
+        return unit_rows(channels.mean(dim=(2, 3)))

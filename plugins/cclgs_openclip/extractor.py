@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from cclgs_core.errors import ConfigError, DataError, PluginError
-from cclgs_core.masked_crops import encode_masked_crops
+from cclgs_core.masked_crops import encode_masked_crops, unit_rows
 from cclgs_core.seeding import repeatable_initialisation
 from cclgs_core.types import Frame, SegmentMap
 
@@ -126,7 +126,7 @@ class OpenClipExtractor:
             tokens = self._tokenizer(texts[start : start + self.batch_size]).to(self.device)  # (t, context)
             with torch.inference_mode(), self._autocast():
                 encoded = self._model.encode_text(tokens)  # (t, D)
-            embeddings[start : start + len(tokens)] = _unit_rows(encoded)
+            embeddings[start : start + len(tokens)] = unit_rows(encoded)
         return embeddings
 
     def _encode_images(self, crops: "torch.Tensor") -> np.ndarray:
@@ -136,7 +136,7 @@ class OpenClipExtractor:
         pixels = ((crops - self._mean) / self._std).to(self.device)
         with torch.inference_mode(), self._autocast():
             encoded = self._model.encode_image(pixels)  # (B, D)
-        return _unit_rows(encoded)
+        return unit_rows(encoded)
 
     def _autocast(self):
         import torch
@@ -280,10 +280,3 @@ def _pair(size: int | Sequence[int]) -> tuple[int, int]:
         return size, size
     height, width = size
     return int(height), int(width)
-
-
-def _unit_rows(embeddings: "torch.Tensor") -> np.ndarray:
-    """(B, D) any float -> (B, D) float32 numpy, L2-normalised rows."""
-    import torch.nn.functional as F
-
-    return F.normalize(embeddings.float(), dim=-1).cpu().numpy()
