@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -67,18 +67,20 @@ POINT_SIMILARITY = 0.9
 _CHUNK = 65536
 
 
+def _decoded_chunks(field: SemanticField, flat: torch.Tensor, level: str) -> Iterator[torch.Tensor]:
+    """The decoded embeddings of ``flat`` (P, levels * d_f), ``_CHUNK`` pixels (rows) at a time."""
+    for start in range(0, len(flat), _CHUNK):
+        yield field.decode(flat[start : start + _CHUNK], level)  # (chunk, D)
+
+
 def _decoded_similarity(field: SemanticField, flat: torch.Tensor, level: str, embedding: torch.Tensor) -> torch.Tensor:
     """(P,) cosine of every pixel's decoded embedding with ``embedding`` (1, D); flat: (P, levels * d_f)."""
-    parts = [field.decode(flat[start : start + _CHUNK], level) @ embedding[0] for start in range(0, len(flat), _CHUNK)]
-    return torch.cat(parts)
+    return torch.cat([chunk @ embedding[0] for chunk in _decoded_chunks(field, flat, level)])
 
 
 def _mean_embedding(field: SemanticField, flat: torch.Tensor, pixels: torch.Tensor, level: str) -> torch.Tensor:
     """(1, D) unit mean of the decoded embeddings of the ``pixels`` (P,) bool of ``flat`` (P, levels * d_f)."""
-    chosen = flat[pixels]
-    total = sum(
-        field.decode(chosen[start : start + _CHUNK], level).sum(dim=0) for start in range(0, len(chosen), _CHUNK)
-    )
+    total = sum(chunk.sum(dim=0) for chunk in _decoded_chunks(field, flat[pixels], level))
     return torch.nn.functional.normalize(total[None], dim=-1)
 
 
@@ -123,11 +125,9 @@ class QueryEngine:
         """
         from cclgs_core.errors import DataError
 
-        with torch.no_grad():
-            output = self.backend.render(self.gaussians, self.field.features, camera)
-        height, width = output.alpha.shape
-        flat = output.features.reshape(height * width, -1)  # (P, levels * d_f)
-        covered = (output.alpha >= 0.5).reshape(-1)  # (P,)
+        flat, alpha = self._render(camera)
+        height, width = alpha.shape
+        covered = (alpha >= 0.5).reshape(-1)  # (P,)
         if point is not None:
             x, y = point
             if not (0 <= x < width and 0 <= y < height) or not bool(covered[y * width + x]):
@@ -157,10 +157,8 @@ class QueryEngine:
 
     def view_queries(self, camera: Camera, queries: LevelQueries) -> ViewRelevance:
         """Render the field in ``camera`` and score the T queries of ``queries`` at every level."""
-        with torch.no_grad():
-            output = self.backend.render(self.gaussians, self.field.features, camera)
-        height, width = output.alpha.shape
-        flat = output.features.reshape(height * width, -1)
+        flat, alpha = self._render(camera)
+        height, width = alpha.shape
         maps = torch.stack(
             [
                 level_relevance(self.field, flat, level, *queries[level]).reshape(-1, height, width)
@@ -168,7 +166,13 @@ class QueryEngine:
             ],
             dim=1,
         )  # (T, levels, H, W)
-        return ViewRelevance(to_host(maps), to_host(output.alpha), list(self.field.levels))
+        return ViewRelevance(to_host(maps), to_host(alpha), list(self.field.levels))
+
+    def _render(self, camera: Camera) -> tuple[torch.Tensor, torch.Tensor]:
+        """The field rendered in ``camera``: (H * W, levels * d_f) features and (H, W) alpha."""
+        with torch.no_grad():
+            output = self.backend.render(self.gaussians, self.field.features, camera)
+        return output.features.reshape(output.alpha.numel(), -1), output.alpha
 
     def select_gaussians(self, text: str, threshold: float = 0.5, level: str | None = None) -> tuple[np.ndarray, str]:
         """3D segmentation: (N,) bool Gaussians whose own decoded feature has relevance above
