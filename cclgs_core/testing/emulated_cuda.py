@@ -122,10 +122,7 @@ class _EmulatedCuda(TorchFunctionMode):
             for tensor, marked in zip(tensors, on_cuda):
                 if marked and tensor.requires_grad and tensor.is_leaf:
                     self._leaves[id(tensor)] = weakref.ref(tensor)
-            result = func(*args, **kwargs)
-            if func in (torch.Tensor.__repr__, torch.Tensor.__format__):
-                return result
-            return self._mark_all(result)
+            return self._mark_all(func(*args, **kwargs))
         return func(*args, **kwargs)
 
     def _to(self, func, args, kwargs):

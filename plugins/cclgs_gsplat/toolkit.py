@@ -36,10 +36,14 @@ def nvcc_release(nvcc: Path) -> str | None:
     return match.group(1) if match else None
 
 
+#: Where NVIDIA's pip wheels (nvidia-cuda-nvcc, nvidia-cuda-runtime, ...) install into this environment.
+PIP_NVIDIA_FOLDER = Path(sysconfig.get_paths()["purelib"]) / "nvidia"
+
+
 def pip_toolkit_home(major: str) -> Path:
-    """Where NVIDIA's pip wheels of CUDA ``major`` (nvidia-cuda-nvcc, nvidia-cuda-runtime, ...) put
-    bin/nvcc and include/: ``site-packages/nvidia/cu13`` for CUDA 13."""
-    return Path(sysconfig.get_paths()["purelib"]) / "nvidia" / f"cu{major}"
+    """Where the pip wheels of CUDA ``major`` put bin/nvcc and include/: ``site-packages/nvidia/cu13``
+    for CUDA 13."""
+    return PIP_NVIDIA_FOLDER / f"cu{major}"
 
 
 def _candidate_homes() -> list[Path]:
@@ -50,7 +54,7 @@ def _candidate_homes() -> list[Path]:
     if on_path:
         candidates.append(str(Path(on_path).resolve().parent.parent))
     candidates += ["/usr/local/cuda", *sorted(glob.glob("/usr/local/cuda-*"), reverse=True), "/opt/cuda"]
-    candidates += sorted(str(path) for path in pip_toolkit_home("").parent.glob("cu[0-9]*"))
+    candidates += sorted(str(path) for path in PIP_NVIDIA_FOLDER.glob("cu[0-9]*"))
     unique: list[Path] = []
     for candidate in candidates:
         if candidate and Path(candidate).resolve() not in unique:
