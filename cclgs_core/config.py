@@ -24,7 +24,7 @@ import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from cclgs_core.devices import check_device_name
 from cclgs_core.errors import ConfigError
@@ -42,6 +42,8 @@ DEFAULT_COMPONENTS: dict[str, str] = {
 
 #: Top-level keys that are not component sections, with their types and defaults.
 GENERAL_KEYS: dict[str, tuple[type, Any]] = {"seed": (int, 0), "device": (str, "auto")}
+#: Value rules of top-level keys beyond their type: key -> check raising ConfigError.
+GENERAL_CHECKS: dict[str, Callable[[Any], Any]] = {"device": check_device_name}
 
 
 @dataclass
@@ -211,9 +213,9 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "<mapping>") -> R
             expected, _ = GENERAL_KEYS[key]
             if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
                 raise ConfigError(f"{source}: {key} must be of type {expected.__name__}, got {value!r}")
-            if key == "device":
+            if key in GENERAL_CHECKS:
                 try:
-                    check_device_name(value)
+                    GENERAL_CHECKS[key](value)
                 except ConfigError as error:
                     raise ConfigError(f"{source}: {error}") from None
             general[key] = value

@@ -109,3 +109,12 @@ def test_train_section(tmp_path):
         load_config(_write(tmp_path, "[train]\niters = 5\n"))
     with pytest.raises(ConfigError, match=r"\[train\] iterations: expected an integer"):
         load_config(None, ["train.iterations=many"])
+
+
+def test_device_names_are_checked_when_the_config_loads():
+    from cclgs_core.config import config_from_mapping
+
+    assert config_from_mapping({"device": "cuda:1"}).device == "cuda:1"
+    assert config_from_mapping({}).device == "auto"
+    with pytest.raises(ConfigError, match=r"run\.toml: device 'gpu': use auto, cpu, cuda or cuda:N"):
+        config_from_mapping({"device": "gpu"}, source="run.toml")
