@@ -85,10 +85,13 @@ def image_size(source: Path, path: Path) -> tuple[int, int]:
         raise DataError(f"{source}: image {path} cannot be read ({error}); replace the file") from None
 
 
-def check_images(source: Path, image_paths: list[Path], cameras: list[Camera]) -> None:
-    """Every image exists and its header size equals its camera's (full-resolution) width and height."""
-    for path, camera in zip(image_paths, cameras):
-        size = image_size(source, path)
+def check_images(
+    source: Path, image_paths: list[Path], cameras: list[Camera], sizes: list[tuple[int, int]] | None = None
+) -> None:
+    """Every image exists and its header size equals its camera's (full-resolution) width and height.
+    ``sizes``: the (width, height) of each image when its header was already read (``image_size``)."""
+    sizes = sizes if sizes is not None else [image_size(source, path) for path in image_paths]
+    for path, camera, size in zip(image_paths, cameras, sizes):
         if size != (camera.width, camera.height):
             raise DataError(
                 f"{source}: image {path} is {size[0]}x{size[1]} but its intrinsics say {camera.width}x{camera.height}; "

@@ -126,8 +126,9 @@ def _focal(values: dict, focal_key: str, angle_key: str, degrees_key: str, size:
     return None
 
 
-def _camera(source: Path, meta: dict, frame: dict, where: str, image_path: Path) -> Camera:
-    """The OpenCV camera of one frame at full resolution."""
+def _camera(source: Path, meta: dict, frame: dict, where: str, size: tuple[int, int]) -> Camera:
+    """The OpenCV camera of one frame at full resolution; ``size``, the (width, height) of its image,
+    stands in for ``w``, ``h`` when the transforms omit them."""
     keys = ("fl_x", "fl_y", "camera_angle_x", "camera_angle_y", "x_fov", "y_fov", "cx", "cy", "w", "h")
     values = {key: frame.get(key, meta.get(key)) for key in keys}
     values = {key: value for key, value in values.items() if value is not None}
@@ -135,7 +136,7 @@ def _camera(source: Path, meta: dict, frame: dict, where: str, image_path: Path)
         if "w" in values and "h" in values:
             width, height = int(values["w"]), int(values["h"])
         else:
-            width, height = image_size(source, image_path)
+            width, height = size
         fx = _focal(values, "fl_x", "camera_angle_x", "x_fov", width)
         if fx is None:
             raise DataError(
@@ -288,8 +289,11 @@ def load_nerfstudio(path: Path, downscale: int = 1) -> Scene:
     image_paths = [record.image_path for record in records]
     source = files[0][0] if len(files) == 1 else data_dir
     check_unique(source, image_paths)
-    cameras = [_camera(record.source, record.meta, record.entry, record.where, record.image_path) for record in records]
-    check_images(source, image_paths, cameras)
+    sizes = [image_size(source, path) for path in image_paths]  # each header read once
+    cameras = [
+        _camera(record.source, record.meta, record.entry, record.where, size) for record, size in zip(records, sizes)
+    ]
+    check_images(source, image_paths, cameras, sizes)
     distortions = [
         _distortion(record.source, record.meta, record.entry, record.where, camera)
         for record, camera in zip(records, cameras)
