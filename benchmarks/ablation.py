@@ -131,7 +131,7 @@ def measure(seeds: list[int], iterations: int, work_dir: Path) -> dict:
     return {
         "simulation": "synthetic world, synthetic masks and simulated VLM at their fixed default settings",
         "benchmark": "synthetic held-out views, LangSplat's LERF-OVS protocol with its windows scaled to the image "
-        "(cclgs_core.metrics)",
+        "(cclgs_core.evaluation.metrics)",
         "protocol": "heldout",
         "seeds": seeds,
         "iterations": iterations,

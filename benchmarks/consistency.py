@@ -66,12 +66,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cclgs_core.cache import StageCache
-from cclgs_core.config import load_config
 from cclgs_core.datasets import load_scene
-from cclgs_core.labelmaps import read_label_map
-from cclgs_core.pipeline import masks_from_arrays, prepare_field_targets, run_preprocess, run_tracking
-from cclgs_core.registry import get_registry
+from cclgs_core.evaluation.labelmaps import read_label_map
+from cclgs_core.plumbing.cache import StageCache
+from cclgs_core.plumbing.config import load_config
+from cclgs_core.plumbing.registry import get_registry
+from cclgs_core.stages.pipeline import masks_from_arrays, prepare_field_targets, run_preprocess, run_tracking
 from cclgs_core.types import LEVELS
 from cclgs_synthetic.consistency import (
     class_agreement,

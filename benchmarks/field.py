@@ -38,12 +38,12 @@ RUN_CONFIG = [
 
 def worker(backend_name: str, world: Path, run_dir: Path, iterations: int, segment: int) -> dict:
     """Train with one backend; returns timings, the accuracy curve and peak memory."""
-    from cclgs_core.config import load_config
     from cclgs_core.datasets import load_scene
-    from cclgs_core.field_training import train_field, views_accuracy
-    from cclgs_core.pipeline import prepare_field_targets
-    from cclgs_core.ply import read_gaussians
-    from cclgs_core.registry import get_registry
+    from cclgs_core.plumbing.config import load_config
+    from cclgs_core.plumbing.registry import get_registry
+    from cclgs_core.scene.ply import read_gaussians
+    from cclgs_core.stages.field_training import fit_field_to_views, views_accuracy
+    from cclgs_core.stages.pipeline import prepare_field_targets
 
     scene = load_scene(world)
     config = load_config(None, RUN_CONFIG)
@@ -58,7 +58,7 @@ def worker(backend_name: str, world: Path, run_dir: Path, iterations: int, segme
     curve, training_seconds = [], 0.0
     for stop in range(segment, iterations + 1, segment):
         started = time.perf_counter()
-        field, _ = train_field(
+        field, _ = fit_field_to_views(
             gaussians,
             prepared.views,
             prepared.compressors,

@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cclgs_core.gaussians import Gaussians, rgb_to_sh_dc
-from cclgs_core.geometry_fit import FitConfig, evaluate, fit_geometry
-from cclgs_core.registry import get_registry
+from cclgs_core.plumbing.registry import get_registry
+from cclgs_core.scene.gaussians import Gaussians, rgb_to_sh_dc
+from cclgs_core.stages.geometry_fit import FitConfig, evaluate, fit_geometry
 from cclgs_core.testing.backends import look_at
 from cclgs_core.types import Camera, Frame, Scene
 

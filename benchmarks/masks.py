@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cclgs_core.masks import MaskSelectionOptions, mask_extents, select_masks, select_masks_reference
+from cclgs_core.helpers.masks import MaskSelectionOptions, mask_extents, select_masks, select_masks_reference
 
 HEIGHT, WIDTH, NUM_MASKS = 730, 986, 300
 RESULTS = Path(__file__).parent / "results" / "masks.json"
@@ -133,9 +133,9 @@ def bench_classical(repeats: int) -> dict:
 def bench_preprocess(seed: int, repeats: int) -> dict:
     """Images/s of ``run_preprocess`` per mask generator on the default synthetic world (best of
     ``repeats`` runs, each into a fresh run directory so nothing is read from a cache)."""
-    from cclgs_core.config import load_config
     from cclgs_core.datasets import load_scene
-    from cclgs_core.pipeline import run_preprocess
+    from cclgs_core.plumbing.config import load_config
+    from cclgs_core.stages.pipeline import run_preprocess
     from cclgs_synthetic.world import generate_world
 
     results = {}

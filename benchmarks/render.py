@@ -45,8 +45,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from cclgs_core.gaussians import Gaussians
-from cclgs_core.registry import get_registry
+from cclgs_core.plumbing.registry import get_registry
+from cclgs_core.scene.gaussians import Gaussians
 from cclgs_core.testing.backends import look_at
 from cclgs_core.types import Camera
 

@@ -3,7 +3,7 @@
 Plugins mark their hook implementations with ``cclgs_core.hookimpl``.
 """
 
-from cclgs_core.registry import hookimpl
+from cclgs_core.plumbing.registry import hookimpl
 
 __version__ = "0.1.0"
 __all__ = ["hookimpl", "__version__"]

@@ -21,7 +21,7 @@ from cclgs_core.types import Camera, Frame, FrameMasks, RenderOutput, Scene, Seg
 if TYPE_CHECKING:
     import torch
 
-    from cclgs_core.gaussians import Gaussians
+    from cclgs_core.scene.gaussians import Gaussians
 
 #: The component kinds, in pipeline order. Each has a hook ``cclgs_register_<kind>``.
 KINDS: tuple[str, ...] = ("mask_generator", "tracker", "feature_extractor", "compressor", "field_backend")

@@ -27,7 +27,7 @@ import numpy as np
 if TYPE_CHECKING:
     import torch  # imported lazily by the users of RenderOutput
 
-    from cclgs_core.undistort import LensDistortion
+    from cclgs_core.scene.undistort import LensDistortion
 
 #: The colour (uint8 RGB) that transparent pixels of an image show: white.
 BACKGROUND_RGB: tuple[int, int, int] = (255, 255, 255)
@@ -97,7 +97,7 @@ class Frame:
     ``ground_truth`` maps a name ("class", "instance", "part", "depth") to a file holding an
     (H, W) map; only synthetic scenes and benchmarks carry it. ``distortion``: the photo at
     ``image_path`` has lens distortion and is undistorted on load; ``camera`` is then the
-    undistorted pinhole camera (``cclgs_core.undistort``).
+    undistorted pinhole camera (``cclgs_core.scene.undistort``).
     """
 
     index: int
@@ -127,7 +127,7 @@ class Frame:
                     image = Image.alpha_composite(background, rgba)
                 image = image.convert("RGB")
                 if self.distortion is not None:
-                    from cclgs_core.undistort import undistort_image
+                    from cclgs_core.scene.undistort import undistort_image
 
                     image = Image.fromarray(undistort_image(np.asarray(image), self.distortion))
                 size = (self.camera.width, self.camera.height)

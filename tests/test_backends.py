@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cclgs_core.errors import PluginError
-from cclgs_core.registry import PluginRegistry
+from cclgs_core.plumbing.registry import PluginRegistry
 from cclgs_core.testing.backends import (
     FieldBackendContract,
     contract_camera,

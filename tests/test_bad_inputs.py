@@ -23,8 +23,8 @@ from typer.testing import CliRunner
 from cclgs_cli.app import app
 from cclgs_core.datasets import load_scene
 from cclgs_core.errors import DataError
-from cclgs_core.field_training import FieldView, train_field
-from cclgs_core.labelmaps import write_label_map
+from cclgs_core.evaluation.labelmaps import write_label_map
+from cclgs_core.stages.field_training import FieldView, fit_field_to_views
 from cclgs_core.testing.scenes import tiny_gaussians
 
 CONFIG = (
@@ -315,7 +315,7 @@ def test_field_training_without_any_covered_pixel_is_a_clear_error():
     views = [FieldView(camera=None, segments=empty, mask_targets={level: np.zeros(0, np.int64) for level in empty})]
     compressors = {level: PlainCodebook(num_prototypes=4) for level in empty}
     with pytest.raises(DataError, match="no training view has a pixel covered by a mask"):
-        train_field(tiny_gaussians(10), views, compressors, backend=None, iterations=1)
+        fit_field_to_views(tiny_gaussians(10), views, compressors, backend=None, iterations=1)
 
 
 # --------------------------------------------------------------------------- no tracks (K = 0)

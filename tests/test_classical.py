@@ -9,7 +9,7 @@ import pytest
 
 from cclgs_classical.generator import ClassicalMaskGenerator
 from cclgs_core.errors import ConfigError
-from cclgs_core.registry import PluginRegistry
+from cclgs_core.plumbing.registry import PluginRegistry
 from cclgs_core.types import UNLABELED, Camera, Frame, SegmentMap
 
 HEIGHT, WIDTH = 60, 80

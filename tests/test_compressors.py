@@ -13,7 +13,7 @@ from cclgs_codebook import ContrastiveCodebook, PlainCodebook
 from cclgs_codebook.codebook import codebook_losses, kmeans_plus_plus
 from cclgs_core.errors import ConfigError, DataError, PluginError
 from cclgs_core.interfaces import FeatureCompressor
-from cclgs_core.registry import get_registry
+from cclgs_core.plumbing.registry import get_registry
 
 MARGIN = 0.7
 

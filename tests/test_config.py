@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from cclgs_core.config import DEFAULT_COMPONENTS, load_config, parse_override, write_resolved
 from cclgs_core.errors import ConfigError
-from cclgs_core.registry import coerce
+from cclgs_core.plumbing.config import DEFAULT_COMPONENTS, load_config, parse_override, write_resolved
+from cclgs_core.plumbing.registry import coerce
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -112,7 +112,7 @@ def test_train_section(tmp_path):
 
 
 def test_device_names_are_checked_when_the_config_loads():
-    from cclgs_core.config import config_from_mapping
+    from cclgs_core.plumbing.config import config_from_mapping
 
     assert config_from_mapping({"device": "cuda:1"}).device == "cuda:1"
     assert config_from_mapping({}).device == "auto"

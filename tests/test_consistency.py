@@ -102,12 +102,12 @@ def tiny_world(tmp_path_factory) -> Path:
 
 
 def test_reprojection_tracker_beats_no_tracker_on_a_tiny_world(tiny_world, tmp_path):
-    from cclgs_core.cache import StageCache
-    from cclgs_core.config import load_config
     from cclgs_core.datasets import load_scene
-    from cclgs_core.labelmaps import read_label_map
-    from cclgs_core.pipeline import masks_from_arrays, run_preprocess, run_tracking
-    from cclgs_core.registry import get_registry
+    from cclgs_core.evaluation.labelmaps import read_label_map
+    from cclgs_core.plumbing.cache import StageCache
+    from cclgs_core.plumbing.config import load_config
+    from cclgs_core.plumbing.registry import get_registry
+    from cclgs_core.stages.pipeline import masks_from_arrays, run_preprocess, run_tracking
 
     scene = load_scene(tiny_world)
     base = ["mask_generator.name=synthetic", "feature_extractor.name=simulated", "field_backend.name=torch"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from cclgs_core.registry import PluginRegistry
+from cclgs_core.plumbing.registry import PluginRegistry
 from cclgs_core.testing import CONTRACTS
 
 #: Random weights predict arbitrary IoUs: thresholds off so that masks survive to be checked.

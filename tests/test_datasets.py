@@ -14,9 +14,9 @@ from cclgs_core.datasets.lerf_ovs import load_lerf_ovs, read_ovs_labels, write_o
 from cclgs_core.datasets.nerfstudio import read_classes
 from cclgs_core.datasets.splatfacto import load_splatfacto, rotate_sh, transform_gaussians
 from cclgs_core.errors import ConfigError, DataError
-from cclgs_core.gaussians import Gaussians
-from cclgs_core.labelmaps import write_label_map
-from cclgs_core.ply import write_gaussians, write_points
+from cclgs_core.evaluation.labelmaps import write_label_map
+from cclgs_core.scene.gaussians import Gaussians
+from cclgs_core.scene.ply import write_gaussians, write_points
 from cclgs_core.types import Camera
 
 WIDTH, HEIGHT = 16, 12

@@ -12,7 +12,7 @@ import pytest
 import torch
 from helpers import NOISE_FREE_SYNTHETIC_CONFIG, invoke_cli
 
-import cclgs_core.registry
+import cclgs_core.plumbing.registry
 from cclgs_core import hookimpl
 from cclgs_core.testing.emulated_cuda import emulated_cuda
 
@@ -43,9 +43,9 @@ class CudaRendererPlugin:
 
 @pytest.fixture
 def registry(monkeypatch):
-    registry = cclgs_core.registry.PluginRegistry()
+    registry = cclgs_core.plumbing.registry.PluginRegistry()
     registry.add_plugin(CudaRendererPlugin(), "cuda_renderer")
-    monkeypatch.setattr(cclgs_core.registry, "_default_registry", registry)
+    monkeypatch.setattr(cclgs_core.plumbing.registry, "_default_registry", registry)
     return registry
 
 

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from cclgs_core.config import load_config
 from cclgs_core.datasets import load_scene
-from cclgs_core.field_training import FieldView, train_field, views_accuracy
-from cclgs_core.pipeline import prepare_field_targets
-from cclgs_core.ply import read_gaussians
-from cclgs_core.registry import get_registry
+from cclgs_core.plumbing.config import load_config
+from cclgs_core.plumbing.registry import get_registry
+from cclgs_core.scene.ply import read_gaussians
+from cclgs_core.stages.field_training import FieldView, fit_field_to_views, views_accuracy
+from cclgs_core.stages.pipeline import prepare_field_targets
 from cclgs_core.types import LEVELS
 
 #: The simulation with every source of noise switched off: targets agree across views.
@@ -65,7 +65,7 @@ def test_field_learns_noise_free_targets(prepared):
     scene, config, run, _ = prepared
     gaussians = read_gaussians(scene.gaussians_path)
     backend = get_registry().create("field_backend", "cached")
-    field, log = train_field(gaussians, run.views, run.compressors, backend, iterations=600, log_every=20)
+    field, log = fit_field_to_views(gaussians, run.views, run.compressors, backend, iterations=600, log_every=20)
     start, end = np.mean(log.losses[:2]), np.mean(log.losses[-3:])
     assert end < 0.25 * start, (start, end)
     assert views_accuracy(field, gaussians, backend, run.views) >= 0.90
@@ -77,9 +77,11 @@ def test_resumed_training_matches_uninterrupted(prepared, tmp_path):
     gaussians = read_gaussians(scene.gaussians_path)
     backend = get_registry().create("field_backend", "cached")
     common = dict(compressors=run.compressors, backend=backend, pixels_per_step=500, checkpoint_every=10)
-    whole, _ = train_field(gaussians, run.views, iterations=30, checkpoint_path=tmp_path / "a.pt", **common)
-    train_field(gaussians, run.views, iterations=20, checkpoint_path=tmp_path / "b.pt", **common)  # "killed" at 20
-    resumed, _ = train_field(gaussians, run.views, iterations=30, checkpoint_path=tmp_path / "b.pt", **common)
+    whole, _ = fit_field_to_views(gaussians, run.views, iterations=30, checkpoint_path=tmp_path / "a.pt", **common)
+    fit_field_to_views(
+        gaussians, run.views, iterations=20, checkpoint_path=tmp_path / "b.pt", **common
+    )  # "killed" at 20
+    resumed, _ = fit_field_to_views(gaussians, run.views, iterations=30, checkpoint_path=tmp_path / "b.pt", **common)
     torch.testing.assert_close(resumed.features, whole.features, rtol=0, atol=0)
     for level in whole.levels:
         for a, b in zip(whole.heads[level].parameters(), resumed.heads[level].parameters()):
@@ -89,7 +91,7 @@ def test_resumed_training_matches_uninterrupted(prepared, tmp_path):
 def test_target_previews_colour_each_prototype_alike_in_every_view(prepared):
     from PIL import Image
 
-    from cclgs_core.visualize import target_picture
+    from cclgs_core.evaluation.visualize import target_picture
 
     scene, config, run, root = prepared
     previews = sorted((root / "run" / "previews" / "targets").glob("*.png"))
@@ -114,7 +116,7 @@ def test_target_previews_colour_each_prototype_alike_in_every_view(prepared):
 
 
 def test_latent_targets_are_drawn_from_their_first_three_dimensions():
-    from cclgs_core.visualize import target_picture
+    from cclgs_core.evaluation.visualize import target_picture
 
     segments = np.array([[0, 0, 1], [-1, 2, 2]])
     latents = np.array([[0.0, 1.0, 5.0], [1.0, 0.0, 5.0], [0.5, 0.5, 5.0]], dtype=np.float32)  # (3, 3)

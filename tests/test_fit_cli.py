@@ -7,7 +7,7 @@ import re
 from helpers import run_cli
 
 from cclgs_cli.progress import INTERVAL_ENV
-from cclgs_core.ply import read_gaussians
+from cclgs_core.scene.ply import read_gaussians
 
 
 def test_fit_command_writes_gaussians_and_reports_psnr(tmp_path):

@@ -11,8 +11,9 @@ import torch
 from PIL import Image
 
 from cclgs_core.errors import ConfigError
-from cclgs_core.gaussians import Gaussians, rgb_to_sh_dc
-from cclgs_core.geometry_fit import (
+from cclgs_core.plumbing.registry import PluginRegistry
+from cclgs_core.scene.gaussians import Gaussians, rgb_to_sh_dc
+from cclgs_core.stages.geometry_fit import (
     FitConfig,
     evaluate,
     fit_geometry,
@@ -20,7 +21,6 @@ from cclgs_core.geometry_fit import (
     initial_parameters,
     ssim,
 )
-from cclgs_core.registry import PluginRegistry
 from cclgs_core.testing.backends import look_at
 from cclgs_core.types import Camera, Frame, Scene
 
@@ -99,7 +99,7 @@ def test_ssim_of_identical_and_different_images():
 
 
 def test_random_initialisation_fills_the_stated_box_or_splatfacto_cube():
-    from cclgs_core.geometry_fit import RANDOM_CUBE_SIDE, random_initialisation
+    from cclgs_core.stages.geometry_fit import RANDOM_CUBE_SIDE, random_initialisation
     from cclgs_core.testing.backends import look_at
     from cclgs_core.types import Camera, Frame, Scene
 

@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from cclgs_core.errors import DataError
-from cclgs_core.labelmaps import MAX_LABEL, read_label_map, write_label_map
+from cclgs_core.evaluation.labelmaps import MAX_LABEL, read_label_map, write_label_map
 
 
 def test_round_trip_with_unlabeled_and_extremes(tmp_path):

@@ -1,4 +1,4 @@
-"""cclgs_core.masks: level assignment, set building and the vectorized filter against its reference."""
+"""cclgs_core.helpers.masks: level assignment, set building and the vectorized filter against its reference."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cclgs_core.masks import (
+from cclgs_core.helpers.masks import (
     MaskSelectionOptions,
     TwoLevelCollector,
     intersection_bounds,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cclgs_core.metrics import (
+from cclgs_core.evaluation.metrics import (
     box_filter,
     evaluate_query,
     iou,

@@ -73,7 +73,7 @@ def train_command(root: Path, scene: Path, device: str) -> list[str]:
     )
 
 
-def run_training(root: Path, device: str) -> dict:
+def train_and_save_field(root: Path, device: str) -> dict:
     """Write the world and the run config under ``root``, then train."""
     scene = write_world(root / "world")
     (root / "run.toml").write_text(NOISE_FREE_SYNTHETIC_CONFIG)
@@ -88,14 +88,14 @@ def run_training(root: Path, device: str) -> dict:
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     """One CPU training run of ``ns-train ccl-lgs`` (see ``train_command``)."""
-    return run_training(tmp_path_factory.mktemp("ccl_lgs"), "cpu")
+    return train_and_save_field(tmp_path_factory.mktemp("ccl_lgs"), "cpu")
 
 
 @pytest.mark.slow
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_run_renders_with_gsplat_and_keeps_semantics_through_densification(tmp_path):
-    run = run_training(tmp_path, "cuda")
+    run = train_and_save_field(tmp_path, "cuda")
     saved = torch.load(
         next((run["config"].parent / "nerfstudio_models").glob("*.ckpt")), map_location="cpu", weights_only=False
     )
@@ -109,9 +109,9 @@ def test_cuda_run_renders_with_gsplat_and_keeps_semantics_through_densification(
 def reloaded(trained_run):
     """The trained run reloaded in this process by nerfstudio's ``eval_setup`` (as ns-eval, ns-render
     and the viewer do), plus the run's preprocessing read back from the cache."""
-    from cclgs_core.config import load_config
     from cclgs_core.datasets import load_scene
-    from cclgs_core.pipeline import prepare_field_targets
+    from cclgs_core.plumbing.config import load_config
+    from cclgs_core.stages.pipeline import prepare_field_targets
 
     with pytest.MonkeyPatch.context() as patch:
         for name, value in NERFSTUDIO_ENV.items():
@@ -162,7 +162,7 @@ def test_checkpoint_restores_semantic_parameters_after_densification(reloaded):
 
 def class_map(reloaded, image_file: Path) -> torch.Tensor:
     """(H, W) ground-truth class ids (-1 none) of the frame whose image is ``image_file``."""
-    from cclgs_core.labelmaps import read_label_map
+    from cclgs_core.evaluation.labelmaps import read_label_map
 
     frame = next(frame for frame in reloaded["frames"] if Path(frame.image_path).name == Path(image_file).name)
     return torch.as_tensor(read_label_map(frame.ground_truth["class"]))
@@ -175,7 +175,7 @@ def query_class(reloaded) -> int:
 
 @pytest.mark.slow
 def test_trained_semantics_decode_to_the_targets_and_answer_queries_in_held_out_views(reloaded):
-    from cclgs_core.semantic_field import target_accuracy
+    from cclgs_core.stages.semantic_field import target_accuracy
     from cclgs_nerfstudio.model import view_targets, views_by_image_index
 
     model = reloaded["pipeline"].model
@@ -261,7 +261,7 @@ def test_ns_eval_and_ns_render_run_on_the_trained_run(reloaded, tmp_path):
 def test_opencv_camera_undoes_the_opengl_axes():
     from nerfstudio.cameras.cameras import Cameras
 
-    from cclgs_core.cameras import look_at
+    from cclgs_core.scene.cameras import look_at
     from cclgs_nerfstudio.model import opencv_camera
 
     pose = look_at(np.array([2.0, -1.0, 1.5]), np.zeros(3))  # (4, 4) OpenCV
@@ -274,7 +274,7 @@ def test_opencv_camera_undoes_the_opengl_axes():
 
 def test_targets_are_resampled_to_the_render_size_and_matched_by_file_name(tmp_path):
     from cclgs_core.errors import DataError
-    from cclgs_core.field_training import FieldView
+    from cclgs_core.stages.field_training import FieldView
     from cclgs_nerfstudio.model import resample_nearest, view_targets, views_by_image_index
 
     segments = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [-1, -1, 2, 2], [-1, -1, 2, 2]])  # (4, 4)

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from cclgs_core.errors import ConfigError, DataError, PluginError
+from cclgs_core.helpers.masked_crops import mask_boxes, masked_square_crops
 from cclgs_core.interfaces import FeatureExtractor
-from cclgs_core.masked_crops import mask_boxes, masked_square_crops
-from cclgs_core.registry import get_registry
+from cclgs_core.plumbing.registry import get_registry
 from cclgs_core.types import Camera, Frame, SegmentMap
 from cclgs_openclip import OpenClipExtractor
 

@@ -4,8 +4,8 @@ import torch
 from plyfile import PlyData, PlyElement
 
 from cclgs_core.errors import DataError
-from cclgs_core.gaussians import Gaussians
-from cclgs_core.ply import read_gaussians, read_points, write_gaussians, write_points
+from cclgs_core.scene.gaussians import Gaussians
+from cclgs_core.scene.ply import read_gaussians, read_points, write_gaussians, write_points
 
 
 def random_gaussians(count: int, degree: int, seed: int = 0, extras: dict | None = None) -> Gaussians:

@@ -20,7 +20,7 @@ from PIL import Image
 
 from cclgs_core.datasets import load_scene
 from cclgs_core.errors import ConfigError, DataError
-from cclgs_core.labelmaps import read_label_map
+from cclgs_core.evaluation.labelmaps import read_label_map
 
 CONFIG = (
     NOISE_FREE_SYNTHETIC_CONFIG
@@ -286,8 +286,8 @@ def test_query_writes_heatmaps_and_masks_that_find_the_object(world, run, tmp_pa
 
 
 def test_query_exports_the_selected_gaussians_as_a_standard_ply(world, run, tmp_path):
-    from cclgs_core.ply import read_gaussians
-    from cclgs_core.registry import get_registry
+    from cclgs_core.plumbing.registry import get_registry
+    from cclgs_core.scene.ply import read_gaussians
 
     path = tmp_path / "bowl.ply"
     cclgs("query", run, "--text", "ramen bowl", "--export-ply", path)
@@ -343,10 +343,10 @@ def test_query_and_eval_name_what_is_missing(tmp_path):
 def test_latent_relevance_in_chunks_equals_the_direct_computation():
     import torch
 
-    from cclgs_core.query import level_relevance
-    from cclgs_core.registry import get_registry
-    from cclgs_core.relevance import relevance
-    from cclgs_core.semantic_field import SemanticField
+    from cclgs_core.plumbing.registry import get_registry
+    from cclgs_core.stages.query import level_relevance
+    from cclgs_core.stages.relevance import relevance
+    from cclgs_core.stages.semantic_field import SemanticField
 
     rng = np.random.default_rng(0)
     features = rng.standard_normal((20, 512)).astype(np.float32)
@@ -365,7 +365,7 @@ def test_latent_relevance_in_chunks_equals_the_direct_computation():
 
 
 def test_pictures_and_names():
-    from cclgs_core.visualize import colormap, heatmap_overlay, panel_row, slug
+    from cclgs_core.evaluation.visualize import colormap, heatmap_overlay, panel_row, slug
 
     assert slug("  Red mug! (left) ") == "red_mug_left" and slug("???") == "query"
     ends = colormap(np.array([[0.0, 1.0, 2.0]]))
@@ -380,7 +380,7 @@ def test_pictures_and_names():
 def test_query_views_default_to_the_test_split_else_every_8th_training_view():
     from dataclasses import replace
 
-    from cclgs_core.query import choose_frames
+    from cclgs_core.stages.query import choose_frames
     from cclgs_core.types import Camera, Frame, Scene
 
     camera = Camera(np.eye(4), 10.0, 10.0, 4.0, 4.0, 8, 8)

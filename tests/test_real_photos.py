@@ -116,9 +116,14 @@ def test_the_fox_reads_as_shipped():
 
 def test_fit_learns_the_photos_from_random_points(fitted):
     from cclgs_core.datasets import load_scene
-    from cclgs_core.geometry_fit import evaluate, gaussians_from_parameters, initial_parameters, random_initialisation
-    from cclgs_core.ply import read_gaussians
-    from cclgs_core.registry import get_registry
+    from cclgs_core.plumbing.registry import get_registry
+    from cclgs_core.scene.ply import read_gaussians
+    from cclgs_core.stages.geometry_fit import (
+        evaluate,
+        gaussians_from_parameters,
+        initial_parameters,
+        random_initialisation,
+    )
 
     scene = load_scene(FOX, downscale=16)
     views = scene.frames[::10]
@@ -133,8 +138,8 @@ def test_fit_learns_the_photos_from_random_points(fitted):
 
 def test_the_cached_backend_covers_the_fitted_fox_and_warns_once(fitted):
     from cclgs_core.datasets import load_scene
-    from cclgs_core.ply import read_gaussians
-    from cclgs_core.registry import get_registry
+    from cclgs_core.plumbing.registry import get_registry
+    from cclgs_core.scene.ply import read_gaussians
 
     cameras = [frame.camera for frame in load_scene(FOX, downscale=16).frames[::5]]
     gaussians = read_gaussians(fitted)  # fuzzy after 150 steps from random points: dozens of Gaussians per pixel

@@ -8,7 +8,7 @@ import pytest
 from helpers import make_distribution
 
 from cclgs_core.errors import ConfigError, PluginError
-from cclgs_core.registry import PluginRegistry
+from cclgs_core.plumbing.registry import PluginRegistry
 
 _counter = itertools.count()
 

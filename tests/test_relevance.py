@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from cclgs_core.relevance import relevance, relevance_in_chunks, text_embeddings
+from cclgs_core.stages.relevance import relevance, relevance_in_chunks, text_embeddings
 
 
 def test_relevance_matches_a_hand_computed_pairwise_softmax():

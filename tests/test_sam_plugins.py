@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from cclgs_core.errors import ConfigError, DataError
-from cclgs_core.registry import PluginRegistry
+from cclgs_core.plumbing.registry import PluginRegistry
 from cclgs_core.types import UNLABELED, Camera, Frame, SegmentMap
 from cclgs_sam.generator import SamMaskGenerator
 from cclgs_sam2.auto_masks import Sam2AutoMaskGenerator

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from cclgs_core.errors import ConfigError, DataError
-from cclgs_core.labelmaps import read_label_map, write_label_map
-from cclgs_core.registry import get_registry
+from cclgs_core.evaluation.labelmaps import read_label_map, write_label_map
+from cclgs_core.plumbing.registry import get_registry
 from cclgs_core.types import Camera, Frame, SegmentMap
 from cclgs_synthetic.lerf_labels import rasterize_polygon
 from cclgs_synthetic.masks import SyntheticMaskGenerator
@@ -121,7 +121,7 @@ def test_gaussians_ply_renders_the_images(world, frames):
     """The .ply read back in the standard 3DGS layout, rendered from a view's pose, gives its image."""
     import torch
 
-    from cclgs_core.ply import read_gaussians
+    from cclgs_core.scene.ply import read_gaussians
 
     gaussians = read_gaussians(world / "gaussians.ply")
     assert gaussians.sh_degree == 3 and len(gaussians) == json.loads((world / "world.json").read_text())["gaussians"]

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from helpers import run_cli
 
-from cclgs_core.config import load_config
-from cclgs_core.registry import PluginRegistry
+from cclgs_core.plumbing.config import load_config
+from cclgs_core.plumbing.registry import PluginRegistry
 from cclgs_core.testing.scenes import make_tiny_scene
 
 CONTRIBUTING = Path(__file__).resolve().parents[1] / "CONTRIBUTING.md"

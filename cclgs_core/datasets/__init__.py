@@ -52,7 +52,7 @@ def load_scene(path: Path, downscale: int = 1) -> Scene:
 
 def load_points(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
     """The scene's sparse points: (P, 3) float32 positions and (P, 3) uint8 colours."""
-    from cclgs_core.ply import read_points
+    from cclgs_core.scene.ply import read_points
 
     path = scene.points_path
     if path is None:

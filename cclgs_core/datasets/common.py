@@ -11,7 +11,7 @@ import numpy as np
 from cclgs_core.errors import ConfigError, DataError
 from cclgs_core.types import Camera
 
-#: Ground-truth kinds a frame may carry: (H, W) label maps (16-bit PNG, see ``cclgs_core.labelmaps``)
+#: Ground-truth kinds a frame may carry: (H, W) label maps (16-bit PNG, see ``cclgs_core.evaluation.labelmaps``)
 #: for "class", "instance" and "part", a depth map for "depth", for "objects" a LERF-OVS /
 #: ISAT polygon label JSON (``cclgs_core.datasets.lerf_ovs.read_ovs_labels``), and for
 #: "class_masks" a folder of one binary PNG per class (3D-OVS, ``cclgs_core.datasets.three_d_ovs``).

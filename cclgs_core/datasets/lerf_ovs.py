@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cclgs_core.cache import atomic_write_text
 from cclgs_core.datasets.colmap import load_colmap
 from cclgs_core.datasets.nerfstudio import read_json
 from cclgs_core.errors import DataError
+from cclgs_core.plumbing.cache import atomic_write_text
 from cclgs_core.types import Scene
 
 

@@ -11,7 +11,7 @@ folder of the file):
   ``x_fov``, ``y_fov`` in degrees); ``fl_y`` defaults to ``fl_x``; ``cx``, ``cy`` default to the
   image centre; ``w``, ``h`` default to the size of the frame's image. Lens distortion ``k1 k2
   k3 p1 p2`` (``k4`` must be 0) or ``distortion_params`` (the six in nerfstudio's order): the
-  photos are undistorted on load as nerfstudio undistorts them (``cclgs_core.undistort``).
+  photos are undistorted on load as nerfstudio undistorts them (``cclgs_core.scene.undistort``).
   ``camera_model`` (absent or a perspective model). ``train_filenames``, ``val_filenames``,
   ``test_filenames``: the split of a single transforms.json (val counts as test).
   ``ply_file_path``: sparse points .ply. ``applied_scale``: refused unless 1 when there are
@@ -50,8 +50,8 @@ from cclgs_core.datasets.common import (
     rigid_pose,
 )
 from cclgs_core.errors import DataError
+from cclgs_core.scene.undistort import LensDistortion, lens_distortion
 from cclgs_core.types import Camera, Frame, Scene
-from cclgs_core.undistort import LensDistortion, lens_distortion
 
 #: OpenGL camera axes (x right, y up, z backward) to OpenCV (x right, y down, z forward).
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])

@@ -34,7 +34,7 @@ import torch
 
 from cclgs_core.datasets.nerfstudio import read_json
 from cclgs_core.errors import DataError, error_summary
-from cclgs_core.gaussians import Gaussians, evaluate_sh, rgb_to_sh_dc
+from cclgs_core.scene.gaussians import Gaussians, evaluate_sh, rgb_to_sh_dc
 
 _PARAMETERS = ("means", "scales", "quats", "opacities", "features_dc", "features_rest")
 _STEP = re.compile(r"^step-(\d+)\.ckpt$")

@@ -28,8 +28,8 @@ import numpy as np
 import pytest
 import torch
 
-from cclgs_core.gaussians import Gaussians
-from cclgs_core.reference_render import render_dense
+from cclgs_core.scene.gaussians import Gaussians
+from cclgs_core.scene.reference_render import render_dense
 from cclgs_core.types import Camera, RenderOutput
 
 #: Scene kinds of the contract (see ``contract_scene``).

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cclgs_core.cameras import orbit_poses
-from cclgs_core.gaussians import Gaussians
+from cclgs_core.scene.cameras import orbit_poses
+from cclgs_core.scene.gaussians import Gaussians
 from cclgs_core.types import Camera, Frame, Scene
 
 
@@ -47,7 +47,7 @@ def make_tiny_scene(directory: Path, frames: int = 3, height: int = 40, width: i
     The images are drawn, not rendered from the Gaussians: enough for interface contracts only."""
     from PIL import Image
 
-    from cclgs_core.ply import write_gaussians
+    from cclgs_core.scene.ply import write_gaussians
 
     directory = Path(directory)
     (directory / "images").mkdir(parents=True, exist_ok=True)

@@ -74,7 +74,7 @@ def plugins_list(ctx: typer.Context) -> None:
     from rich.table import Table
 
     from cclgs_core.interfaces import KINDS
-    from cclgs_core.registry import get_registry
+    from cclgs_core.plumbing.registry import get_registry
 
     registry = get_registry()
     table = Table(title="cclgs components")
@@ -124,7 +124,7 @@ def config_show(
     options without a value are listed as comments."""
     import tomli_w
 
-    from cclgs_core.config import load_config
+    from cclgs_core.plumbing.config import load_config
 
     run_config = load_config(config, override)
     run_config.validate()
@@ -151,10 +151,10 @@ def preprocess(
 ) -> None:
     """Two-level masks and per-mask features for every training image, cached and resumable."""
     from cclgs_cli.progress import progress_bar
-    from cclgs_core.config import load_config
     from cclgs_core.datasets import load_scene
-    from cclgs_core.pipeline import run_preprocess
-    from cclgs_core.runs import apply_protocol
+    from cclgs_core.plumbing.config import load_config
+    from cclgs_core.stages.pipeline import run_preprocess
+    from cclgs_core.stages.runs import apply_protocol
 
     run_config = load_config(config, override)
     loaded = apply_protocol(load_scene(scene, downscale=downscale), protocol)
@@ -184,13 +184,15 @@ def train(
 ) -> None:
     """Train the semantic field on frozen Gaussians (preprocessing runs first where not cached)."""
     from cclgs_cli.progress import progress_bar
-    from cclgs_core.config import load_config
-    from cclgs_core.runs import RUN_FILE, train_run
+    from cclgs_core.plumbing.config import load_config
+    from cclgs_core.stages.runs import RUN_FILE, train_and_record_run
 
     run_config = load_config(config, override)
     run_dir = run or (scene.parent if scene.suffix == ".json" else scene) / "cclgs"
     with progress_bar() as progress:
-        result, info = train_run(scene, run_config, run_dir, downscale, protocol, gaussians, progress=progress)
+        result, info = train_and_record_run(
+            scene, run_config, run_dir, downscale, protocol, gaussians, progress=progress
+        )
     final = result.log.accuracy[-1] if result.log.accuracy else {}
     accuracy = ", ".join(f"{level} {value:.1%}" for level, value in final.items())
     typer.echo(f"loss {result.log.losses[-1]:.4f}; target accuracy on the last view: {accuracy or 'n/a'}")

@@ -11,7 +11,7 @@ from cclgs_core.interfaces import KINDS
 _TEST_MODULE = """\
 import pytest
 
-from cclgs_core.registry import get_registry
+from cclgs_core.plumbing.registry import get_registry
 from cclgs_core.testing import CONTRACTS
 
 
@@ -26,8 +26,8 @@ def run_contract(name: str, kind: str | None, option_texts: list[str]) -> int:
     """Resolve the component, write a one-class test module and run pytest on it; returns pytest's exit code."""
     import pytest
 
-    from cclgs_core.config import parse_override
-    from cclgs_core.registry import check_options, get_registry
+    from cclgs_core.plumbing.config import parse_override
+    from cclgs_core.plumbing.registry import check_options, get_registry
     from cclgs_core.testing import CONTRACTS
 
     registry = get_registry()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from cclgs_core.cache import atomic_write_text
+from cclgs_core.plumbing.cache import atomic_write_text
 
 #: The compared compressors: name shown -> run-config overrides.
 METHODS: dict[str, list[str]] = {
@@ -84,10 +84,10 @@ def run_methods(
     ``out/world`` (generated if missing), in ``out/runs/<slug>`` with its report in
     ``out/reports/<slug>`` (``visualize.slug`` of the name); all runs share the stage cache
     ``out/cache``. ``seed`` seeds the world, the simulated masks and VLM, and the training."""
-    from cclgs_core.config import load_config
-    from cclgs_core.evaluation import Report, evaluate_run, write_report
-    from cclgs_core.runs import train_run
-    from cclgs_core.visualize import slug
+    from cclgs_core.evaluation.benchmarks import Report, evaluate_run, write_report
+    from cclgs_core.evaluation.visualize import slug
+    from cclgs_core.plumbing.config import load_config
+    from cclgs_core.stages.runs import train_and_record_run
     from cclgs_synthetic.world import generate_world
 
     out = Path(out)
@@ -101,7 +101,7 @@ def run_methods(
         config = load_config(None, [*PIPELINE, *overrides, *seeds, f"train.iterations={iterations}", f"train.lr={lr}"])
         run_dir = shared_cache_run_dir(out, slug(method))
         kwargs = {"progress": progress} if progress is not None else {}
-        train_run(world, config, run_dir, protocol="heldout", **kwargs)
+        train_and_record_run(world, config, run_dir, protocol="heldout", **kwargs)
         report_dir = out / "reports" / slug(method)
         scene_report, protocol = evaluate_run(run_dir, "synthetic", report_dir, name=slug(method))
         report = Report("synthetic", protocol, [scene_report], scene_report.miou, scene_report.localization)

@@ -106,7 +106,7 @@ def _gsplat_extension(report: Report) -> None:
 
 
 def _plugins(report: Report) -> None:
-    from cclgs_core.registry import get_registry
+    from cclgs_core.plumbing.registry import get_registry
 
     registry = get_registry()
     broken = [plugin for plugin in registry.plugins() if plugin.status == "broken"]
@@ -119,8 +119,8 @@ def _plugins(report: Report) -> None:
 
 
 def _run_config(report: Report, config: Optional[Path], override: list[str]) -> None:
-    from cclgs_core.config import load_config
     from cclgs_core.errors import CclgsError
+    from cclgs_core.plumbing.config import load_config
 
     try:
         run_config = load_config(config, override)
@@ -143,8 +143,8 @@ def _run_config(report: Report, config: Optional[Path], override: list[str]) -> 
 
 
 def _run_device(report: Report, name: str) -> None:
-    from cclgs_core.devices import resolve_device
     from cclgs_core.errors import ConfigError
+    from cclgs_core.helpers.devices import resolve_device
 
     try:
         report.say(f"device a run uses: {resolve_device(name)} (device = {name})")

@@ -74,7 +74,13 @@ def _evaluate(
     import shutil
 
     from cclgs_cli.progress import progress_bar
-    from cclgs_core.evaluation import check_benchmark, common_protocol, default_output_dir, evaluate_runs, write_report
+    from cclgs_core.evaluation.benchmarks import (
+        check_benchmark,
+        common_protocol,
+        default_output_dir,
+        evaluate_runs,
+        write_report,
+    )
 
     check_benchmark(benchmark)
     out_dir = out or default_output_dir(benchmark, common_protocol(runs))
@@ -93,7 +99,7 @@ def _print_table(report) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from cclgs_core.evaluation import percent
+    from cclgs_core.evaluation.benchmarks import percent
 
     localization = report.localization is not None
     table = Table(title=f"{report.benchmark} — protocol: {report.protocol}", caption=report.protocol_description)

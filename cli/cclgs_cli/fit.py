@@ -44,9 +44,9 @@ def fit(
     from cclgs_cli.progress import progress_bar
     from cclgs_core.datasets import load_points, load_scene
     from cclgs_core.errors import ConfigError
-    from cclgs_core.geometry_fit import FitConfig, evaluate, fit_geometry, random_initialisation
-    from cclgs_core.ply import write_gaussians
-    from cclgs_core.registry import get_registry
+    from cclgs_core.plumbing.registry import get_registry
+    from cclgs_core.scene.ply import write_gaussians
+    from cclgs_core.stages.geometry_fit import FitConfig, evaluate, fit_geometry, random_initialisation
 
     try:
         colour = tuple(float(value) for value in background.split(","))

@@ -45,8 +45,8 @@ def query(
     3DGS viewer opens."""
     from cclgs_cli.progress import progress_bar
     from cclgs_core.errors import ConfigError, DataError
-    from cclgs_core.query import answer_in_views, choose_frames, export_selection
-    from cclgs_core.runs import open_run
+    from cclgs_core.stages.query import answer_in_views, choose_frames, export_selection
+    from cclgs_core.stages.runs import open_run
 
     exemplar_options = [exemplar_box, exemplar_point, exemplar_mask]
     asked_exemplar = exemplar_view is not None or any(option is not None for option in exemplar_options)
@@ -85,7 +85,7 @@ def _exemplar(opened, view: Optional[str], box: Optional[str], point: Optional[s
     import numpy as np
 
     from cclgs_core.errors import ConfigError, DataError
-    from cclgs_core.query import choose_frames
+    from cclgs_core.stages.query import choose_frames
 
     given = [name for name, value in (("box", box), ("point", point), ("mask", mask)) if value is not None]
     if view is None or len(given) != 1:

@@ -17,7 +17,7 @@ class CclgsDataParser(Nerfstudio):
         transform_matrix: (3, 4) the dataparser's pose transform; scale_factor: its scale.
         None when the file holds no points (splatfacto then initialises randomly).
         """
-        from cclgs_core.ply import read_points
+        from cclgs_core.scene.ply import read_points
 
         xyz, rgb = read_points(ply_file_path)  # (P, 3) float32, (P, 3) uint8
         if len(xyz) == 0:

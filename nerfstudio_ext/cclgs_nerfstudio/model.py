@@ -3,7 +3,7 @@
 
 - Every Gaussian carries ``levels * d_f`` semantic features, stored in ``gauss_params`` as
   "semantic_features" so that densification (duplicate, split, prune) carries them along; the
-  per-level decoder heads and losses come from ``cclgs_core.semantic_field.SemanticField``.
+  per-level decoder heads and losses come from ``cclgs_core.stages.semantic_field.SemanticField``.
 - On CUDA, colour is splatfacto's gsplat rasterisation (whose screen-space gradients drive
   densification, as in splatfacto) and the semantic features are rendered by the "gsplat" field
   backend in a second pass. On any other device one pass of the configured cclgs field backend
@@ -35,8 +35,8 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from torch.nn import Parameter
 
 from cclgs_core.errors import CclgsError, ConfigError, DataError, PluginError
-from cclgs_core.gaussians import Gaussians
-from cclgs_core.semantic_field import SemanticField, pixel_targets
+from cclgs_core.scene.gaussians import Gaussians
+from cclgs_core.stages.semantic_field import SemanticField, pixel_targets
 from cclgs_core.types import LEVELS, Camera
 
 #: nerfstudio cameras are OpenGL (x right, y up, z backward); cclgs cameras are OpenCV.
@@ -244,15 +244,15 @@ class CclgsModel(SplatfactoModel):
         """
         from nerfstudio.viewer.viewer_elements import ViewerText
 
-        from cclgs_core.config import load_config
-        from cclgs_core.registry import get_registry
+        from cclgs_core.plumbing.config import load_config
+        from cclgs_core.plumbing.registry import get_registry
 
         registry = get_registry()
         with _user_errors_end_the_run():
             run_config = load_config(self.config.cclgs_config, self.config.cclgs_set)
         if prepare_targets:
             from cclgs_core.datasets import load_scene
-            from cclgs_core.pipeline import prepare_field_targets
+            from cclgs_core.stages.pipeline import prepare_field_targets
 
             with _user_errors_end_the_run():
                 scene = load_scene(data_dir, downscale=self.config.cclgs_downscale)
@@ -317,7 +317,7 @@ class CclgsModel(SplatfactoModel):
     def field_backend(self) -> Any:
         """The cclgs field backend named by the config, created on first use."""
         if self._backend is None:
-            from cclgs_core.registry import get_registry
+            from cclgs_core.plumbing.registry import get_registry
 
             name = "gsplat" if self.on_cuda else self.config.field_backend
             backend = get_registry().create("field_backend", name)
@@ -475,7 +475,7 @@ class CclgsModel(SplatfactoModel):
     def get_metrics_dict(self, outputs, batch) -> Dict[str, torch.Tensor]:
         """Splatfacto's metrics plus, on training images, the share of target pixels whose decoded
         prototype index is right ("semantic_accuracy_<level>", codebook compressors)."""
-        from cclgs_core.semantic_field import target_accuracy
+        from cclgs_core.stages.semantic_field import target_accuracy
 
         metrics = super().get_metrics_dict(outputs, batch)
         if self.training:
@@ -508,7 +508,7 @@ class CclgsModel(SplatfactoModel):
     def text_embeddings(self, text: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(1, D) query and (K, D) canonical embeddings from the run config's feature extractor
         (created on the first query; the last query's embeddings are kept)."""
-        from cclgs_core.relevance import text_embeddings
+        from cclgs_core.stages.relevance import text_embeddings
 
         if self._query_cache is None or self._query_cache[0] != text:
             if self._extractor is None:
@@ -521,7 +521,7 @@ class CclgsModel(SplatfactoModel):
     def relevance_outputs(self, semantic: torch.Tensor, text: Optional[str] = None) -> Dict[str, torch.Tensor]:
         """semantic: (H, W, C) rendered features -> {"relevance_<level>": (H, W, 1)} for ``text``
         (default: the viewer's query box); empty without a query."""
-        from cclgs_core.relevance import relevance_in_chunks
+        from cclgs_core.stages.relevance import relevance_in_chunks
 
         text = (self.query_text.value if text is None else text).strip()
         if not text:

@@ -102,7 +102,7 @@ class AutoencoderCompressor:
         import torch.nn.functional as F
 
         from cclgs_autoencoder.network import LatentAutoencoder
-        from cclgs_core.seeding import repeatable_initialisation
+        from cclgs_core.helpers.seeding import repeatable_initialisation
 
         stacked = torch.from_numpy(_stack_views(features))  # (n, D)
         with repeatable_initialisation(seed):

@@ -17,7 +17,7 @@ from cclgs_core.types import Camera, RenderOutput
 if TYPE_CHECKING:
     import torch
 
-    from cclgs_core.gaussians import Gaussians
+    from cclgs_core.scene.gaussians import Gaussians
 
 
 @dataclass

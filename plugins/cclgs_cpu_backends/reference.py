@@ -9,7 +9,7 @@ from cclgs_core.types import Camera, RenderOutput
 if TYPE_CHECKING:
     import torch
 
-    from cclgs_core.gaussians import Gaussians
+    from cclgs_core.scene.gaussians import Gaussians
 
 
 class ReferenceBackend:
@@ -25,7 +25,7 @@ class ReferenceBackend:
 
     def render(self, gaussians: "Gaussians", features: "torch.Tensor", camera: Camera) -> RenderOutput:
         """features: (N, C) -> (H, W, C) features, (H, W) alpha, (H, W) depth."""
-        from cclgs_core.reference_render import render_dense
+        from cclgs_core.scene.reference_render import render_dense
 
         return render_dense(
             gaussians.means,

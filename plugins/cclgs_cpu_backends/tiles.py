@@ -1,6 +1,6 @@
 """Tiled front-to-back Gaussian compositing in plain torch (runs on the CPU).
 
-The rules are those of ``cclgs_core.reference_render`` (the definition of correct rendering):
+The rules are those of ``cclgs_core.scene.reference_render`` (the definition of correct rendering):
 the same projection (``project_gaussians``, identical to gsplat's ``_fully_fused_projection``),
 the same alpha threshold, clamp and early stop. What makes it fast is culling and binning:
 
@@ -30,7 +30,7 @@ from typing import Iterator
 
 import torch
 
-from cclgs_core.reference_render import ALPHA_MAX, ALPHA_MIN, TRANSMITTANCE_MIN, project_gaussians
+from cclgs_core.scene.reference_render import ALPHA_MAX, ALPHA_MIN, TRANSMITTANCE_MIN, project_gaussians
 from cclgs_core.types import Camera
 
 #: Relative and absolute widening of the culling box, so rounding never drops a contributing pixel.

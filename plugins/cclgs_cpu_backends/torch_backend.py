@@ -9,14 +9,14 @@ from cclgs_core.types import Camera, RenderOutput
 if TYPE_CHECKING:
     import torch
 
-    from cclgs_core.gaussians import Gaussians
+    from cclgs_core.scene.gaussians import Gaussians
 
 
 class TorchBackend:
     """CPU (or any torch device) rasteriser, differentiable with respect to means, quaternions,
     log-scales, opacity logits and features.
 
-    Same result as ``cclgs_core.reference_render.render_dense`` (to float rounding) at a cost
+    Same result as ``cclgs_core.scene.reference_render.render_dense`` (to float rounding) at a cost
     proportional to the pixels each Gaussian actually covers: Gaussians are culled where their
     alpha falls below 1/255, binned to ``tile_size`` tiles, and each tile is blended against its
     own Gaussians, ``batch_elements`` (tiles x pixels x Gaussians) at a time.

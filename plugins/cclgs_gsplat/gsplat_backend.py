@@ -10,7 +10,7 @@ from cclgs_core.types import Camera, RenderOutput
 if TYPE_CHECKING:
     import torch
 
-    from cclgs_core.gaussians import Gaussians
+    from cclgs_core.scene.gaussians import Gaussians
 
 #: Feature channels per ``rasterization`` call. gsplat's backward kernel keeps about
 #: 16 * 16 * (28 + 4 * width) bytes of shared memory per block for ``width`` channels (the
@@ -71,7 +71,7 @@ class GsplatBackend:
         import torch
         from gsplat import rasterization
 
-        from cclgs_core.reference_render import EPS_2D, FAR_PLANE, NEAR_PLANE
+        from cclgs_core.scene.reference_render import EPS_2D, FAR_PLANE, NEAR_PLANE
 
         if features.ndim != 2 or features.shape[0] != len(gaussians):
             raise ValueError(f"features must be (N, C) with N = {len(gaussians)}, got {tuple(features.shape)}")

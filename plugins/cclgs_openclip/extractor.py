@@ -1,6 +1,6 @@
 """OpenCLIP feature extractor (docs/design.md, "Mask features").
 
-A mask's feature is the image embedding of its masked crop (``cclgs_core.masked_crops``),
+A mask's feature is the image embedding of its masked crop (``cclgs_core.helpers.masked_crops``),
 normalised with the model's mean and standard deviation. Crops are encoded in batches (fp16
 autocast on CUDA) and the embeddings L2-normalised. A mask with no pixels gets the embedding
 of an all-black input, so that every row is still a unit vector; no pixel ever takes that
@@ -12,7 +12,7 @@ with one HEAD request (``HUB_PROBE_TIMEOUT_S``, honouring proxy variables and
 ``HF_HUB_OFFLINE``): on a machine without internet the user gets one PluginError at once
 instead of huggingface_hub's minute of retries. ``allow_random_weights=True`` builds the
 architecture at random initialisation for tests and smoke runs (the same weights in every
-process, ``cclgs_core.seeding``); its features are meaningless.
+process, ``cclgs_core.helpers.seeding``); its features are meaningless.
 
 torch and open_clip are imported inside the functions that use them.
 """
@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from cclgs_core.errors import ConfigError, DataError, PluginError
-from cclgs_core.masked_crops import encode_masked_crops, unit_rows
-from cclgs_core.seeding import repeatable_initialisation
+from cclgs_core.helpers.masked_crops import encode_masked_crops, unit_rows
+from cclgs_core.helpers.seeding import repeatable_initialisation
 from cclgs_core.types import Frame, SegmentMap
 
 if TYPE_CHECKING:

@@ -34,8 +34,8 @@ from typing import Sequence
 
 import numpy as np
 
-from cclgs_core.devices import to_host
 from cclgs_core.errors import ConfigError, DataError
+from cclgs_core.helpers.devices import to_host
 from cclgs_core.types import UNLABELED, Camera, Frame, Scene, SegmentMap
 
 
@@ -188,8 +188,8 @@ class ReprojectionTracker:
         """Per frame: rendered depth (H, W) float64 and alpha >= min_alpha (H, W) bool."""
         import torch
 
-        from cclgs_core.ply import read_gaussians
-        from cclgs_core.registry import get_registry
+        from cclgs_core.plumbing.registry import get_registry
+        from cclgs_core.scene.ply import read_gaussians
 
         path = self.gaussians or scene.gaussians_path
         if path is None:
@@ -224,7 +224,7 @@ class ReprojectionTracker:
 
     def _view_pairs(self, frames: Sequence[Frame]) -> list[tuple[int, int]]:
         """Unordered pairs (u, v), u < v, of views where one is among the other's neighbours."""
-        from cclgs_core.cameras import view_distances
+        from cclgs_core.scene.cameras import view_distances
 
         count = len(frames)
         distance = view_distances([frame.camera.camera_to_world for frame in frames])  # (V, V)

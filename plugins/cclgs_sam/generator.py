@@ -1,5 +1,5 @@
 """SAM (segment-anything) prompted with a uniform point grid; three masks per point become the
-``sp`` and ``wp`` levels through ``cclgs_core.masks`` (docs/design.md, "Two-level masks").
+``sp`` and ``wp`` levels through ``cclgs_core.helpers.masks`` (docs/design.md, "Two-level masks").
 
 SamAutomaticMaskGenerator is not used: it flattens the three outputs of a point and loses which
 one is subpart, part or whole. torch and segment_anything are imported when the model is built.
@@ -13,8 +13,8 @@ from typing import Literal
 import numpy as np
 
 from cclgs_core.errors import ConfigError, DataError, error_summary
-from cclgs_core.masks import MaskSelectionOptions, TwoLevelCollector, point_grid
-from cclgs_core.seeding import repeatable_initialisation
+from cclgs_core.helpers.masks import MaskSelectionOptions, TwoLevelCollector, point_grid
+from cclgs_core.helpers.seeding import repeatable_initialisation
 from cclgs_core.types import Frame, FrameMasks
 
 CHECKPOINT_FILES = {
@@ -35,7 +35,7 @@ class SamMaskGenerator:
     checkpoint: a segment-anything ``.pth`` matching ``model_type``. Without one the model is
     only built (at random initialisation, meaningless masks) when ``allow_random_weights`` is
     true, which is meant for tests and smoke runs. The thresholds are those of
-    ``cclgs_core.masks.MaskSelectionOptions``; ``stability_score_offset`` is SAM's.
+    ``cclgs_core.helpers.masks.MaskSelectionOptions``; ``stability_score_offset`` is SAM's.
     """
 
     def __init__(

@@ -1,5 +1,5 @@
 """SAM2's image predictor prompted with a uniform point grid; three masks per point become the
-``sp`` and ``wp`` levels through ``cclgs_core.masks`` (docs/design.md, "Two-level masks").
+``sp`` and ``wp`` levels through ``cclgs_core.helpers.masks`` (docs/design.md, "Two-level masks").
 
 Like sam2's own automatic mask generator, this calls the predictor's ``_transforms`` and
 ``_predict`` to batch point prompts as tensors; SAM2AutomaticMaskGenerator itself is not used
@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 
 from cclgs_core.errors import ConfigError
-from cclgs_core.masks import MaskSelectionOptions, TwoLevelCollector, point_grid
+from cclgs_core.helpers.masks import MaskSelectionOptions, TwoLevelCollector, point_grid
 from cclgs_core.types import Frame, FrameMasks
 from cclgs_sam2.model import build_sam2_model, check_checkpoint, resolve_device
 
@@ -27,7 +27,7 @@ class Sam2AutoMaskGenerator:
     model_config: a config name shipped with sam2 (``configs/sam2.1/sam2.1_hiera_{t,s,b+,l}.yaml``
     or ``configs/sam2/...``); checkpoint: the matching ``.pt``. Without a checkpoint the model is
     only built (random initialisation) when ``allow_random_weights`` is true, for tests and smoke
-    runs. Thresholds as in ``cclgs_core.masks.MaskSelectionOptions``.
+    runs. Thresholds as in ``cclgs_core.helpers.masks.MaskSelectionOptions``.
     """
 
     def __init__(

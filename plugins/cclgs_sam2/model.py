@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cclgs_core.errors import ConfigError, DataError, error_summary
-from cclgs_core.seeding import repeatable_initialisation
+from cclgs_core.helpers.seeding import repeatable_initialisation
 
 CHECKPOINT_HINT = (
     "Download the checkpoint that matches the config (e.g. sam2.1_hiera_large.pt for "

@@ -79,7 +79,7 @@ class Sam2Tracker:
         import torch
         from PIL import Image
 
-        from cclgs_core.cameras import path_order
+        from cclgs_core.scene.cameras import path_order
 
         labels = [np.full(m.num_masks, UNLABELED, dtype=np.int64) for m in segment_maps]
         if not any(m.num_masks for m in segment_maps):

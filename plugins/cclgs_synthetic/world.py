@@ -45,10 +45,10 @@ from typing import Callable, Literal
 
 import numpy as np
 
-from cclgs_core.cameras import look_at
 from cclgs_core.errors import ConfigError
-from cclgs_core.labelmaps import write_label_map
-from cclgs_core.ply import write_gaussians, write_points
+from cclgs_core.evaluation.labelmaps import write_label_map
+from cclgs_core.scene.cameras import look_at
+from cclgs_core.scene.ply import write_gaussians, write_points
 from cclgs_core.types import Camera
 from cclgs_synthetic.lerf_labels import isat_labels
 from cclgs_synthetic.seeding import derived_rng
@@ -126,7 +126,7 @@ def generate_world(
     """
     import torch
 
-    from cclgs_core.registry import get_registry
+    from cclgs_core.plumbing.registry import get_registry
 
     _check_options(
         objects, duplicates, width, height, train_views, test_views, fov_degrees, density, label_alpha, background
@@ -438,7 +438,7 @@ def _to_gaussians(assembly: _Assembly):
     is 3 (higher coefficients zero) because the original 3DGS loader expects 45 ``f_rest``."""
     import torch
 
-    from cclgs_core.gaussians import Gaussians, rgb_to_sh_dc
+    from cclgs_core.scene.gaussians import Gaussians, rgb_to_sh_dc
 
     scales = np.stack([assembly.tangent_scales, assembly.tangent_scales, DISC_THICKNESS * assembly.tangent_scales], 1)
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 
-from cclgs_core.cache import atomic_write_bytes
 from cclgs_core.errors import DataError
-from cclgs_core.registry import PluginRegistry, get_registry
-from cclgs_core.semantic_field import SemanticField
+from cclgs_core.plumbing.cache import atomic_write_bytes
+from cclgs_core.plumbing.registry import PluginRegistry, get_registry
+from cclgs_core.stages.semantic_field import SemanticField
 
 FORMAT_VERSION = 1
 

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cclgs_core.cache import atomic_write_bytes
+from cclgs_core.plumbing.cache import atomic_write_bytes
 
 #: Colour stops of the heatmap, from low to high: dark blue, blue, cyan, yellow, red.
 _HEAT_STOPS = np.array([[20, 20, 90], [30, 90, 220], [40, 200, 200], [250, 220, 40], [220, 30, 20]], dtype=np.float64)

@@ -3,7 +3,7 @@
 Benchmarks:
 
 - ``lerf``: LERF-OVS polygons (ISAT JSON per labelled frame), LangSplat's protocol of
-  ``cclgs_core.metrics`` per (frame, category): mIoU and localisation accuracy.
+  ``cclgs_core.evaluation.metrics`` per (frame, category): mIoU and localisation accuracy.
 - ``synthetic``: the synthetic world's labelled test views (the same ISAT format, written by
   the generator) through the same evaluator. A simulation, and reported as one.
 - ``3dovs``: 3D-OVS class masks. Per labelled view, every class of the scene's list is
@@ -13,7 +13,7 @@ Benchmarks:
   per (view, class), mIoU their mean; a class absent from both the truth and the prediction
   of a view is skipped (3D-OVS's scikit-learn call would count it as 0).
 
-Every report names its protocol (``cclgs_core.runs.PROTOCOLS``): whether the evaluation
+Every report names its protocol (``cclgs_core.stages.runs.PROTOCOLS``): whether the evaluation
 frames were trained on. A scene's number is the mean over its queries; the benchmark's number
 is the mean over scenes, as the papers report them.
 """
@@ -28,10 +28,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from cclgs_core.cache import atomic_write_text
 from cclgs_core.errors import ConfigError, DataError
-from cclgs_core.metrics import summarize
-from cclgs_core.runs import PROTOCOLS, OpenedRun, open_run, read_run_info
+from cclgs_core.evaluation.metrics import summarize
+from cclgs_core.plumbing.cache import atomic_write_text
+from cclgs_core.stages.runs import PROTOCOLS, OpenedRun, open_run, read_run_info
 
 #: Benchmark name -> what it measures, as written in reports.
 BENCHMARKS: dict[str, str] = {
@@ -191,7 +191,7 @@ def _evaluate_polygons(
 ) -> list[QueryRecord]:
     """LERF-OVS: LangSplat's protocol per (frame, category)."""
     from cclgs_core.datasets.lerf_ovs import read_ovs_labels
-    from cclgs_core.metrics import evaluate_query, scaled_windows
+    from cclgs_core.evaluation.metrics import evaluate_query, scaled_windows
 
     records = []
     for done, frame in enumerate(frames):
@@ -235,7 +235,7 @@ def _evaluate_class_masks(
 ) -> list[QueryRecord]:
     """3D-OVS: argmax over the class list per pixel, IoU per (view, class)."""
     from cclgs_core.datasets.three_d_ovs import read_class_masks
-    from cclgs_core.metrics import iou
+    from cclgs_core.evaluation.metrics import iou
 
     if not classes:
         raise DataError("the 3D-OVS scene has an empty class list (segmentations/classes.txt)")
@@ -283,7 +283,7 @@ def _write_picture(
 
     image: (H, W, 3) uint8; truth, mask: (H, W) bool; relevance: (H, W) shown from ``low`` to ``high``.
     """
-    from cclgs_core.visualize import TRUTH_COLOR, heatmap_overlay, mask_overlay, panel_row, save_png, slug
+    from cclgs_core.evaluation.visualize import TRUTH_COLOR, heatmap_overlay, mask_overlay, panel_row, save_png, slug
 
     row = panel_row(
         [

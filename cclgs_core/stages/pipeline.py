@@ -1,6 +1,6 @@
 """The stages of a run, each cached on disk: scene -> masks -> features (-> labels -> ...).
 
-A run directory holds the resolved config and a ``cache/`` (see ``cclgs_core.cache``). Each
+A run directory holds the resolved config and a ``cache/`` (see ``cclgs_core.plumbing.cache``). Each
 stage's artifact is keyed by its inputs' keys plus the component's name, plugin version and
 resolved options, so a changed option re-runs that stage and the ones after it, and nothing
 else. Items are written per frame, so a killed run resumes at the first missing frame.
@@ -20,16 +20,16 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from cclgs_core.cache import Artifact, StageCache, stable_key
-from cclgs_core.config import RunConfig, write_resolved
 from cclgs_core.errors import CclgsError, DataError, PluginError
 from cclgs_core.interfaces import KINDS
-from cclgs_core.registry import PluginRegistry, check_options, get_registry
+from cclgs_core.plumbing.cache import Artifact, StageCache, stable_key
+from cclgs_core.plumbing.config import RunConfig, write_resolved
+from cclgs_core.plumbing.registry import PluginRegistry, check_options, get_registry
 from cclgs_core.types import LEVELS, Frame, FrameMasks, Scene, SegmentMap
 from cclgs_core.validation import check_embeddings, check_frame_masks, check_targets, check_track_labels
 
 if TYPE_CHECKING:
-    from cclgs_core.field_training import FieldView, TrainingLog
+    from cclgs_core.stages.field_training import FieldView, TrainingLog
 
 #: Progress callback: (stage name, frames done, frames in all).
 Progress = Callable[[str, int, int], None]
@@ -189,7 +189,7 @@ def run_preprocess(
 def write_mask_previews(artifact: Artifact, frames: Sequence[Frame], directory: Path) -> list[Path]:
     """PNG per frame: image | sp masks | wp masks, each mask a fixed colour (``visualize.target_picture``
     of the mask ids) over the image, no-mask pixels dark."""
-    from cclgs_core.visualize import save_png, target_picture
+    from cclgs_core.evaluation.visualize import save_png, target_picture
 
     directory.mkdir(parents=True, exist_ok=True)
     written = []
@@ -209,7 +209,7 @@ def run_tracking(
     scene: Scene, config: RunConfig, preprocessed: PreprocessResult, cache: StageCache, registry: PluginRegistry
 ) -> Artifact:
     """Track labels per level for every training frame: ``<level>.npz`` holds one (M_t,) int64 array per frame."""
-    from cclgs_core.field_io import file_digest
+    from cclgs_core.stages.field_io import file_digest
 
     tracker = StageComponent(config, "tracker", registry)
     # The scene's Gaussians are in the key: a geometric tracker's labels depend on them.
@@ -333,7 +333,7 @@ def prepare_field_targets(
 ) -> PreparedRun:
     """Run (or read from the cache) masks, features, track labels and compression for the
     training frames; PNG previews of the targets of the first ``preview_count`` frames."""
-    from cclgs_core.field_training import FieldView
+    from cclgs_core.stages.field_training import FieldView
 
     registry = registry or get_registry()
     preprocessed = run_preprocess(scene, config, run_dir, registry, progress)
@@ -367,7 +367,7 @@ def write_target_previews(
 ) -> list[Path]:
     """PNG per view: image | sp targets | wp targets, as coloured by ``visualize.target_picture``
     (one colour per prototype, or the first three latent dimensions)."""
-    from cclgs_core.visualize import save_png, target_picture
+    from cclgs_core.evaluation.visualize import save_png, target_picture
 
     directory.mkdir(parents=True, exist_ok=True)
     written = []
@@ -388,7 +388,7 @@ class TrainResult:
     gaussians_path: Path
 
 
-def run_training(
+def train_and_save_field(
     scene: Scene,
     config: RunConfig,
     run_dir: Path,
@@ -397,10 +397,10 @@ def run_training(
     progress: Progress = _no_progress,
 ) -> TrainResult:
     """Preprocess (cached), then train the semantic field on the scene's frozen Gaussians and save it."""
-    from cclgs_core.devices import resolve_device
-    from cclgs_core.field_io import file_digest, save_field
-    from cclgs_core.field_training import train_field
-    from cclgs_core.ply import read_gaussians
+    from cclgs_core.helpers.devices import resolve_device
+    from cclgs_core.scene.ply import read_gaussians
+    from cclgs_core.stages.field_io import file_digest, save_field
+    from cclgs_core.stages.field_training import fit_field_to_views
 
     registry = registry or get_registry()
     gaussians_path = gaussians_path or scene.gaussians_path
@@ -429,7 +429,7 @@ def run_training(
             "frames": [frame.name for frame in prepared.frames],
         }
     )
-    field, log = train_field(
+    field, log = fit_field_to_views(
         gaussians,
         prepared.views,
         prepared.compressors,

@@ -27,9 +27,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from cclgs_core.devices import resolve_device
 from cclgs_core.errors import ConfigError, DataError
-from cclgs_core.gaussians import Gaussians, rgb_to_sh_dc
+from cclgs_core.helpers.devices import resolve_device
+from cclgs_core.scene.gaussians import Gaussians, rgb_to_sh_dc
 from cclgs_core.types import Camera, Frame, Scene
 
 
@@ -285,7 +285,7 @@ def _optimizers(params: dict[str, torch.nn.Parameter], config: FitConfig, extent
 
 def _backend(config: FitConfig, registry: Any):
     if registry is None:
-        from cclgs_core.registry import get_registry
+        from cclgs_core.plumbing.registry import get_registry
 
         registry = get_registry()
     backend = registry.create("field_backend", config.backend, config.backend_options)

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from cclgs_core.devices import check_device_name
 from cclgs_core.errors import ConfigError
+from cclgs_core.helpers.devices import check_device_name
 from cclgs_core.interfaces import KINDS
-from cclgs_core.registry import PluginRegistry, check_options, coerce, get_registry
+from cclgs_core.plumbing.registry import PluginRegistry, check_options, coerce, get_registry
 
 #: The paper's pipeline: SAM masks, SAM2 tracking, OpenCLIP features, CCL, gsplat-compatible CPU rendering.
 DEFAULT_COMPONENTS: dict[str, str] = {
@@ -258,7 +258,7 @@ def write_resolved(config: RunConfig, directory: Path, registry: PluginRegistry 
     """Write ``config.resolved.toml`` (atomically) into ``directory`` and return its path."""
     import tomli_w
 
-    from cclgs_core.cache import atomic_write_text
+    from cclgs_core.plumbing.cache import atomic_write_text
 
     path = Path(directory) / "config.resolved.toml"
     atomic_write_text(path, f"# resolved from {config.source}\n" + tomli_w.dumps(config.resolved(registry)))

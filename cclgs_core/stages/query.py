@@ -16,10 +16,10 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from cclgs_core.devices import to_host
-from cclgs_core.gaussians import Gaussians
-from cclgs_core.relevance import relevance, relevance_in_chunks, text_embeddings
-from cclgs_core.semantic_field import SemanticField
+from cclgs_core.helpers.devices import to_host
+from cclgs_core.scene.gaussians import Gaussians
+from cclgs_core.stages.relevance import relevance, relevance_in_chunks, text_embeddings
+from cclgs_core.stages.semantic_field import SemanticField
 from cclgs_core.types import Camera
 
 
@@ -195,10 +195,10 @@ def load_query_engine(
 ) -> QueryEngine:
     """Build a QueryEngine from a saved field file (which names its Gaussians and feature
     extractor), on ``device`` (a name for ``devices.resolve_device``)."""
-    from cclgs_core.devices import resolve_device
-    from cclgs_core.field_io import load_field
-    from cclgs_core.ply import read_gaussians
-    from cclgs_core.registry import get_registry
+    from cclgs_core.helpers.devices import resolve_device
+    from cclgs_core.plumbing.registry import get_registry
+    from cclgs_core.scene.ply import read_gaussians
+    from cclgs_core.stages.field_io import load_field
 
     registry = registry or get_registry()
     saved = load_field(field_path, registry)
@@ -239,8 +239,8 @@ def answer_in_views(
     embeddings; ``texts`` then only name them."""
     import json
 
-    from cclgs_core.cache import atomic_write_text
-    from cclgs_core.visualize import heatmap_overlay, save_png
+    from cclgs_core.evaluation.visualize import heatmap_overlay, save_png
+    from cclgs_core.plumbing.cache import atomic_write_text
 
     out_dir = Path(out_dir)
     folders = _unique_slugs(texts)
@@ -317,7 +317,7 @@ def choose_frames(
 
 def _unique_slugs(texts: Sequence[str]) -> list[str]:
     """A distinct folder name per text (a numeric suffix where two texts give the same slug)."""
-    from cclgs_core.visualize import slug
+    from cclgs_core.evaluation.visualize import slug
 
     names: list[str] = []
     for text in texts:
@@ -332,7 +332,7 @@ def export_selection(engine: QueryEngine, text: str, path: Path, threshold: floa
     """Write the Gaussians that ``text`` selects (``select_gaussians``) as a standard 3DGS .ply.
     Returns (how many were selected, the level used); DataError when none is selected."""
     from cclgs_core.errors import DataError
-    from cclgs_core.ply import write_gaussians
+    from cclgs_core.scene.ply import write_gaussians
 
     selected, level = engine.select_gaussians(text, threshold)
     if not selected.any():

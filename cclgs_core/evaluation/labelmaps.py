@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cclgs_core.cache import atomic_write_bytes
 from cclgs_core.errors import DataError
+from cclgs_core.plumbing.cache import atomic_write_bytes
 from cclgs_core.types import UNLABELED
 
 #: The largest label a 16-bit label map can hold.
@@ -52,6 +52,6 @@ def read_label_map(path: Path) -> np.ndarray:
     if mode not in ("I;16", "I;16B", "I;16L") or stored.ndim != 2:
         raise DataError(
             f"{path}: label map is a {mode} image; expected a 16-bit grayscale PNG storing label + 1 "
-            "(write it with cclgs_core.labelmaps.write_label_map)"
+            "(write it with cclgs_core.evaluation.labelmaps.write_label_map)"
         )
     return stored.astype(np.int32) - 1

@@ -5,7 +5,7 @@ Each hook receives ``register(name, factory)``; call it once per component the p
 options a run config may set. The interface each kind satisfies is in ``cclgs_core.interfaces``.
 """
 
-from cclgs_core.registry import hookspec
+from cclgs_core.plumbing.registry import hookspec
 
 
 @hookspec

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from cclgs_core.seeding import repeatable_initialisation
+from cclgs_core.helpers.seeding import repeatable_initialisation
 from cclgs_core.types import UNLABELED
 
 

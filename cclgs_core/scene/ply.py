@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cclgs_core.cache import atomic_write_bytes
 from cclgs_core.errors import DataError
-from cclgs_core.gaussians import Gaussians
+from cclgs_core.plumbing.cache import atomic_write_bytes
+from cclgs_core.scene.gaussians import Gaussians
 
 _NORMALS = ("nx", "ny", "nz")
 _STANDARD_PREFIXES = ("f_dc", "f_rest", "scale", "rot")

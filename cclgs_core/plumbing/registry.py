@@ -100,7 +100,7 @@ class PluginRegistry:
 
     def _ensure_loaded(self) -> pluggy.PluginManager:
         if self._manager is None:
-            from cclgs_core import hookspecs
+            from cclgs_core.plumbing import hookspecs
 
             self._manager = pluggy.PluginManager("cclgs")
             self._manager.add_hookspecs(hookspecs)

@@ -19,10 +19,10 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from cclgs_core.cache import atomic_write_bytes, remove_stale_temporaries
 from cclgs_core.errors import CclgsError, DataError
-from cclgs_core.gaussians import Gaussians
-from cclgs_core.semantic_field import SemanticField, pixel_targets, target_accuracy
+from cclgs_core.plumbing.cache import atomic_write_bytes, remove_stale_temporaries
+from cclgs_core.scene.gaussians import Gaussians
+from cclgs_core.stages.semantic_field import SemanticField, pixel_targets, target_accuracy
 from cclgs_core.types import Camera
 
 
@@ -73,7 +73,7 @@ def _checkpoint_state(
     return buffer.getvalue()
 
 
-def train_field(
+def fit_field_to_views(
     gaussians: Gaussians,
     views: Sequence[FieldView],
     compressors: Mapping[str, Any],

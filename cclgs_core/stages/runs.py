@@ -27,14 +27,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cclgs_core.cache import atomic_write_text
 from cclgs_core.datasets.common import EVALUATION_KINDS
 from cclgs_core.errors import ConfigError, DataError
+from cclgs_core.plumbing.cache import atomic_write_text
 from cclgs_core.types import Frame, Scene
 
 if TYPE_CHECKING:
-    from cclgs_core.config import RunConfig
-    from cclgs_core.pipeline import Progress, TrainResult
+    from cclgs_core.plumbing.config import RunConfig
+    from cclgs_core.stages.pipeline import Progress, TrainResult
 
 RUN_FILE = "run.json"
 FORMAT_VERSION = 1
@@ -108,7 +108,7 @@ def read_run_info(run_dir: Path) -> RunInfo:
         ) from None
 
 
-def train_run(
+def train_and_record_run(
     scene_path: Path,
     config: "RunConfig",
     run_dir: Path,
@@ -118,11 +118,11 @@ def train_run(
     registry: Any = None,
     progress: "Progress | None" = None,
 ) -> tuple["TrainResult", RunInfo]:
-    """Load the scene, split it by ``protocol``, train the field (``pipeline.run_training``) and
+    """Load the scene, split it by ``protocol``, train the field (``pipeline.train_and_save_field``) and
     write run.json. Returns the TrainResult and the RunInfo."""
     from cclgs_core.datasets import load_scene
-    from cclgs_core.pipeline import StageComponent, run_training
-    from cclgs_core.registry import get_registry
+    from cclgs_core.plumbing.registry import get_registry
+    from cclgs_core.stages.pipeline import StageComponent, train_and_save_field
 
     registry = registry or get_registry()
     check_protocol(protocol)
@@ -132,7 +132,7 @@ def train_run(
             f"{scene_path}: no training frames are left under the {protocol!r} protocol; every frame is labelled"
         )
     kwargs = {"progress": progress} if progress is not None else {}
-    result = run_training(scene, config, run_dir, gaussians_path, registry, **kwargs)
+    result = train_and_save_field(scene, config, run_dir, gaussians_path, registry, **kwargs)
     info = RunInfo(
         scene=str(Path(scene_path).resolve()),
         downscale=downscale,
@@ -156,7 +156,7 @@ def train_run(
 class OpenedRun:
     """A field ready to query, with the run's record and scene when there is one."""
 
-    engine: Any  # cclgs_core.query.QueryEngine
+    engine: Any  # cclgs_core.stages.query.QueryEngine
     field_path: Path
     info: RunInfo | None
     scene: Scene | None
@@ -185,7 +185,7 @@ def open_run(
     ``device`` name others.
     """
     from cclgs_core.datasets import load_scene
-    from cclgs_core.query import load_query_engine
+    from cclgs_core.stages.query import load_query_engine
 
     path = Path(path)
     info, run_dir = None, None

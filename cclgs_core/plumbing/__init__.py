@@ -1,0 +1,1 @@
+"""Plumbing: plugin discovery (registry, hook specifications), run configs and the stage cache."""
