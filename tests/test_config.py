@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from cclgs_core.errors import ConfigError
-from cclgs_core.plumbing.config import DEFAULT_COMPONENTS, load_config, parse_override, write_resolved
-from cclgs_core.plumbing.registry import coerce
+from cclgs_core.plumbing.config import DEFAULT_COMPONENTS, coerce, load_config, parse_override, write_resolved
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Any, Callable, Iterable, Mapping
 from cclgs_core.errors import ConfigError
 from cclgs_core.helpers.devices import check_device_name
 from cclgs_core.interfaces import KINDS
-from cclgs_core.plumbing.registry import PluginRegistry, check_options, coerce, get_registry
+from cclgs_core.plumbing.registry import ComponentInfo, PluginRegistry, get_registry
 
 #: The paper's pipeline: SAM masks, SAM2 tracking, OpenCLIP features, CCL, gsplat-compatible CPU rendering.
 DEFAULT_COMPONENTS: dict[str, str] = {
@@ -60,6 +61,77 @@ class TrainSettings:
 
 #: Settings sections: name -> dataclass whose fields are the accepted keys.
 SETTINGS_SECTIONS: dict[str, type] = {"train": TrainSettings}
+
+
+def check_options(component: ComponentInfo, options: dict[str, Any]) -> dict[str, Any]:
+    """Options with values coerced to the factory's annotations; ConfigError on unknown keys or wrong types."""
+    accepted = component.options()
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        listing = ", ".join(f"{n} (default {d!r})" for n, (_, d) in accepted.items()) or "no options"
+        raise ConfigError(
+            f"{component.kind} {component.name!r} has no option {', '.join(map(repr, unknown))}. It accepts: {listing}."
+        )
+    checked = {}
+    for name, value in options.items():
+        hint = accepted[name][0]
+        try:
+            checked[name] = coerce(value, hint)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"{component.kind} {component.name!r} option {name!r}: {error}") from None
+    return checked
+
+
+def coerce(value: Any, hint: Any) -> Any:
+    """Check ``value`` against a simple type hint, converting where lossless (int -> float, str -> Path,
+    list -> tuple). Hints outside int/float/bool/str/Path/Literal/Optional/list/tuple accept anything."""
+    if hint is None or hint is Any:
+        return value
+    origin = typing.get_origin(hint)
+    arguments = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in arguments:
+            if option is type(None):
+                if value is None:
+                    return None
+                continue
+            try:
+                return coerce(value, option)
+            except (TypeError, ValueError) as error:
+                errors.append(str(error))
+        raise TypeError(f"{value!r} matches none of {hint}")
+    if origin is typing.Literal:
+        if value not in arguments:
+            raise ValueError(f"{value!r} is not one of {', '.join(map(repr, arguments))}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"expected a list, got {value!r}")
+        item_hint = arguments[0] if arguments else None
+        items = [coerce(item, item_hint) for item in value]
+        return tuple(items) if origin is tuple else items
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise TypeError(f"expected a string, got {value!r}")
+        return value
+    if hint is Path:
+        if not isinstance(value, (str, Path)):
+            raise TypeError(f"expected a path, got {value!r}")
+        return Path(value)
+    return value
 
 
 def _settings_from_mapping(section: str, values: Any, source: str) -> Any:
@@ -147,7 +219,7 @@ class RunConfig:
             data[name] = dataclasses.asdict(values)
         for kind, choice in self.components.items():
             component = registry.get(kind, choice.name)
-            options = _all_options(component, choice.options)
+            options = options_with_defaults(component, choice.options)
             section = {"name": choice.name, "plugin": f"{component.plugin.distribution} {component.plugin.version}"}
             section.update({k: _to_toml_value(v) for k, v in options.items() if v is not None})
             data[kind] = section
@@ -159,12 +231,12 @@ class RunConfig:
         registry = registry or get_registry()
         unset = {}
         for kind, choice in self.components.items():
-            options = _all_options(registry.get(kind, choice.name), choice.options)
+            options = options_with_defaults(registry.get(kind, choice.name), choice.options)
             unset[kind] = [name for name, value in options.items() if value is None]
         return unset
 
 
-def _all_options(component: Any, chosen: dict[str, Any]) -> dict[str, Any]:
+def options_with_defaults(component: ComponentInfo, chosen: dict[str, Any]) -> dict[str, Any]:
     """Every option of a registered component: its defaults, overridden by the checked ``chosen``."""
     options = {name: default for name, (_, default) in component.options().items()}
     options.update(check_options(component, chosen))

@@ -22,7 +22,6 @@ import os
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import pluggy
@@ -240,6 +239,8 @@ class PluginRegistry:
 
     def create(self, kind: str, name: str, options: dict[str, Any] | None = None) -> Any:
         """Instantiate a component after checking its options against the factory's signature."""
+        from cclgs_core.plumbing.config import check_options  # config imports this module
+
         component = self.get(kind, name)
         checked = check_options(component, dict(options or {}))
         try:
@@ -250,77 +251,6 @@ class PluginRegistry:
             raise PluginError(
                 f"{kind} {name!r} from plugin {component.plugin.name} failed to start: {type(error).__name__}: {error}"
             ) from error
-
-
-def check_options(component: ComponentInfo, options: dict[str, Any]) -> dict[str, Any]:
-    """Options with values coerced to the factory's annotations; ConfigError on unknown keys or wrong types."""
-    accepted = component.options()
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        listing = ", ".join(f"{n} (default {d!r})" for n, (_, d) in accepted.items()) or "no options"
-        raise ConfigError(
-            f"{component.kind} {component.name!r} has no option {', '.join(map(repr, unknown))}. It accepts: {listing}."
-        )
-    checked = {}
-    for name, value in options.items():
-        hint = accepted[name][0]
-        try:
-            checked[name] = coerce(value, hint)
-        except (TypeError, ValueError) as error:
-            raise ConfigError(f"{component.kind} {component.name!r} option {name!r}: {error}") from None
-    return checked
-
-
-def coerce(value: Any, hint: Any) -> Any:
-    """Check ``value`` against a simple type hint, converting where lossless (int -> float, str -> Path,
-    list -> tuple). Hints outside int/float/bool/str/Path/Literal/Optional/list/tuple accept anything."""
-    if hint is None or hint is Any:
-        return value
-    origin = typing.get_origin(hint)
-    arguments = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        errors = []
-        for option in arguments:
-            if option is type(None):
-                if value is None:
-                    return None
-                continue
-            try:
-                return coerce(value, option)
-            except (TypeError, ValueError) as error:
-                errors.append(str(error))
-        raise TypeError(f"{value!r} matches none of {hint}")
-    if origin is typing.Literal:
-        if value not in arguments:
-            raise ValueError(f"{value!r} is not one of {', '.join(map(repr, arguments))}")
-        return value
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise TypeError(f"expected a list, got {value!r}")
-        item_hint = arguments[0] if arguments else None
-        items = [coerce(item, item_hint) for item in value]
-        return tuple(items) if origin is tuple else items
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise TypeError(f"expected true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"expected an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"expected a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise TypeError(f"expected a string, got {value!r}")
-        return value
-    if hint is Path:
-        if not isinstance(value, (str, Path)):
-            raise TypeError(f"expected a path, got {value!r}")
-        return Path(value)
-    return value
 
 
 _default_registry: PluginRegistry | None = None

@@ -23,8 +23,8 @@ import numpy as np
 from cclgs_core.errors import CclgsError, DataError, PluginError
 from cclgs_core.interfaces import KINDS
 from cclgs_core.plumbing.cache import Artifact, StageCache, stable_key
-from cclgs_core.plumbing.config import RunConfig, write_resolved
-from cclgs_core.plumbing.registry import PluginRegistry, check_options, get_registry
+from cclgs_core.plumbing.config import RunConfig, options_with_defaults, write_resolved
+from cclgs_core.plumbing.registry import PluginRegistry, get_registry
 from cclgs_core.types import LEVELS, Frame, FrameMasks, Scene, SegmentMap
 from cclgs_core.validation import check_embeddings, check_frame_masks, check_targets, check_track_labels
 
@@ -58,8 +58,7 @@ class StageComponent:
     def __init__(self, config: RunConfig, kind: str, registry: PluginRegistry):
         choice = config.components[kind]
         info = registry.get(kind, choice.name)
-        options = {name: default for name, (_, default) in info.options().items()}
-        options.update(check_options(info, choice.options))
+        options = options_with_defaults(info, choice.options)
         self.kind = kind
         self.identity = {
             "name": choice.name,

@@ -26,8 +26,8 @@ def run_contract(name: str, kind: str | None, option_texts: list[str]) -> int:
     """Resolve the component, write a one-class test module and run pytest on it; returns pytest's exit code."""
     import pytest
 
-    from cclgs_core.plumbing.config import parse_override
-    from cclgs_core.plumbing.registry import check_options, get_registry
+    from cclgs_core.plumbing.config import check_options, parse_override
+    from cclgs_core.plumbing.registry import get_registry
     from cclgs_core.testing import CONTRACTS
 
     registry = get_registry()
