@@ -248,7 +248,7 @@ def test_gsplat_without_its_compiled_extension_names_make_gpu_setup(monkeypatch,
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
     with pytest.raises(PluginError, match=r"gsplat's CUDA extension is not built .* run `make gpu-setup`"):
-        _registry.create("field_backend", "gsplat")
+        _registry.create("field_backend", "gsplat").load()
     (tmp_path / "gsplat_cuda").mkdir()
     (tmp_path / "gsplat_cuda" / "gsplat_cuda.so").write_bytes(b"")  # what a JIT build leaves
     monkeypatch.setenv("PATH", str(tmp_path / "no_bin"))
@@ -262,7 +262,7 @@ def test_gsplat_without_its_compiled_extension_names_make_gpu_setup(monkeypatch,
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
 def test_gsplat_needs_cuda():
     with pytest.raises(PluginError, match="needs CUDA"):
-        _registry.create("field_backend", "gsplat")
+        _registry.create("field_backend", "gsplat").load()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

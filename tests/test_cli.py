@@ -74,6 +74,25 @@ def test_config_command_rejects_unknown_component(tmp_path):
     assert "no tracker named 'ghost'" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "override, line",
+    [
+        ("compressor.num_prototypes=0", "[compressor] 'ccl': compressor option num_prototypes must be >= 1 (got 0)"),
+        (
+            "mask_generator.points_per_side=0",
+            "[mask_generator] 'sam': mask generator 'sam' option points_per_side must be >= 1 (got 0)",
+        ),
+    ],
+)
+def test_config_command_builds_every_component_so_value_rules_fail_there(tmp_path, override, line):
+    path = tmp_path / "run.toml"
+    path.write_text('[tracker]\nname = "none"\n[feature_extractor]\nname = "simulated"\n')
+    assert run_cli("config", "--config", str(path)).returncode == 0  # types and values fine: it prints
+    result = run_cli("config", "--config", str(path), "--set", override)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [f"error: {path}:", f"  {line}"]
+
+
 def test_plugins_check_unknown_name():
     result = run_cli("plugins", "check", "nonexistent-thing")
     assert result.returncode == 2

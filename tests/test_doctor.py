@@ -41,9 +41,7 @@ def test_this_machine_is_ready_for_the_cpu_path_and_a_gsplat_config_is_not(tmp_p
     gsplat_config.write_text(LIGHT_CONFIG + '\n[field_backend]\nname = "gsplat"\n')
     not_ready = run_cli("doctor", "-c", str(gsplat_config), env=environment)
     assert not_ready.returncode == 2
-    assert (
-        "[field_backend] gsplat: does not build" in not_ready.stdout and "not ready: 1 problem(s)" in not_ready.stdout
-    )
+    assert "[field_backend] gsplat: does not load" in not_ready.stdout and "not ready: 1 problem(s)" in not_ready.stdout
     assert not (tmp_path / "extensions").exists()  # nothing was built or prepared for a build
     cuda_config = tmp_path / "cuda.toml"
     cuda_config.write_text('device = "cuda"\n' + LIGHT_CONFIG)
@@ -73,8 +71,6 @@ def test_a_gpu_without_gsplats_extension_is_told_to_run_make_gpu_setup(pretend_a
 
 
 def test_checkpoints_are_checked_for_existing_and_loading(tmp_path):
-    good = tmp_path / "tracker.pt"
-    torch.save({"model": {"weight": torch.zeros(2)}}, good)
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
     missing = tmp_path / "sam_vit_b.pth"
@@ -88,21 +84,28 @@ checkpoint = "{missing}"
 
 [tracker]
 name = "sam2"
-checkpoint = "{good}"
+model_config = "configs/sam2.1/sam2.1_hiera_t.yaml"
+checkpoint = "{garbage}"
 
 [feature_extractor]
 name = "simulated"
 """
     )
     result = doctor("-c", config)
-    assert result.exit_code == 2 and "not ready: 1 problem(s)" in result.output
-    assert "[mask_generator] sam: does not build" in result.output
-    assert f"- [mask_generator] SAM checkpoint {missing} does not exist." in result.output
-    assert f"[tracker] checkpoint {good}: loads (1 top-level entries)" in result.output
+    assert result.exit_code == 2 and "not ready: 2 problem(s)" in result.output
+    assert "[mask_generator] sam: does not load" in result.output
+    assert f"- [mask_generator] mask generator 'sam': checkpoint {missing} does not exist." in result.output
+    assert "[tracker] sam2: does not load" in result.output
+    assert f"- [tracker] {garbage} could not be loaded as weights of the SAM2 config" in result.output
+    assert "[feature_extractor] simulated: ready" in result.output
 
+    # Random weights: the real hiera-tiny video predictor is built, so the config is ready.
     config.write_text(
-        config.read_text().replace(str(missing), str(good)).replace(f'"{good}"\n\n[feature', f'"{garbage}"\n\n[feature')
+        LIGHT_CONFIG.replace(
+            'name = "none"',
+            'name = "sam2"\nmodel_config = "configs/sam2.1/sam2.1_hiera_t.yaml"\nallow_random_weights = true',
+        )
     )
     result = doctor("-c", config)
-    assert result.exit_code == 2 and f"[tracker] checkpoint {garbage}: does not load" in result.output
-    assert f"[mask_generator] checkpoint {good}: loads" in result.output  # builds: SAM loads its weights later
+    assert result.exit_code == 0, result.output
+    assert "[tracker] sam2: ready" in result.output

@@ -52,6 +52,7 @@ def test_crops_of_one_object_agree_more_than_crops_of_two(extractor):
 
     # The same network at random initialisation does not tell the objects apart: the weights do the work.
     untrained = EfficientNetExtractor(device="cpu")
+    untrained.load()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         for module in untrained._model.modules():
@@ -62,6 +63,7 @@ def test_crops_of_one_object_agree_more_than_crops_of_two(extractor):
 
 
 def test_the_weights_are_imagenets(extractor):
+    extractor.load()
     image = torch.from_numpy(data.chelsea()).permute(2, 0, 1)[None].float() / 255.0
     image = torch.nn.functional.interpolate(image, size=(224, 224), mode="bilinear", antialias=True)
     with torch.no_grad():
@@ -86,4 +88,4 @@ def test_text_queries_are_refused_with_the_way_out(extractor, tmp_path):
     garbage = tmp_path / "weights.pth"
     garbage.write_bytes(b"not weights")
     with pytest.raises(DataError, match="could not be loaded as EfficientNet-Lite0 weights"):
-        EfficientNetExtractor(weights=garbage, device="cpu")
+        EfficientNetExtractor(weights=garbage, device="cpu").load()

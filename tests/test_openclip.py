@@ -146,7 +146,7 @@ def test_text_embeddings(extractor):
 def test_a_tag_that_cannot_be_downloaded_asks_for_a_local_checkpoint(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(PluginError, match=r"not in the local cache.*pass the file's path"):
-        OpenClipExtractor(pretrained="laion2b_s34b_b88k", device="cpu")
+        OpenClipExtractor(pretrained="laion2b_s34b_b88k", device="cpu").load()
 
 
 def _hub_resolves() -> bool:
@@ -161,27 +161,28 @@ def _hub_resolves() -> bool:
 def test_an_unreachable_hub_fails_at_once_with_one_clear_error(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     with pytest.raises(PluginError, match=r"unreachable.*pretrained = "):
-        OpenClipExtractor(pretrained="laion2b_s34b_b88k", device="cpu")
+        OpenClipExtractor(pretrained="laion2b_s34b_b88k", device="cpu").load()
 
 
 def test_bad_model_tag_and_path_errors(tmp_path):
     with pytest.raises(ConfigError, match="unknown model_name"):
         OpenClipExtractor(model_name="ViT-Q-99")
     with pytest.raises(ConfigError, match="neither a file nor a pretrained tag"):
-        OpenClipExtractor(pretrained="no_such_tag", device="cpu")
+        OpenClipExtractor(pretrained="no_such_tag", device="cpu").load()
     missing = tmp_path / "weights" / "open_clip_pytorch_model.bin"
     with pytest.raises(DataError, match="does not exist"):
-        OpenClipExtractor(pretrained=str(missing), device="cpu")
+        OpenClipExtractor(pretrained=str(missing), device="cpu").load()
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(DataError, match=r"garbage\.pt could not be loaded"):
-        OpenClipExtractor(pretrained=str(garbage), device="cpu")
+        OpenClipExtractor(pretrained=str(garbage), device="cpu").load()
 
 
 def test_a_local_checkpoint_file_is_loaded(tmp_path):
     # A small architecture keeps the checkpoint written here small (ViT-S-32-alt, 256-d).
     with pytest.warns(UserWarning, match="random weights"):
         source = OpenClipExtractor(model_name="ViT-S-32-alt", allow_random_weights=True, device="cpu")
+    source.load()
     checkpoint = tmp_path / "vit_s_32_alt.pt"
     torch.save(source._model.state_dict(), checkpoint)
     loaded = OpenClipExtractor(model_name="ViT-S-32-alt", pretrained=str(checkpoint), device="cpu")
@@ -201,6 +202,7 @@ def test_random_weights_are_the_same_network_in_every_process():
         torch.manual_seed(global_seed)
         with pytest.warns(UserWarning, match="random weights"):
             extractor = OpenClipExtractor(model_name="ViT-S-32-alt", allow_random_weights=True, device="cpu")
+        extractor.load()
         after_build = torch.rand(1)
         torch.manual_seed(global_seed)
         assert torch.equal(after_build, torch.rand(1))  # the global generator was not advanced

@@ -52,7 +52,7 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
 
     scene = make_tiny_scene(tmp_path / "scene", frames=1)
     maps = [SegmentMap(np.zeros((40, 48), np.int32), 1)]
-    with pytest.raises(CclgsError, match="needs a SAM2 checkpoint"):
+    with pytest.raises(CclgsError, match="tracker 'sam2' needs a checkpoint"):
         Sam2Tracker().track(scene, scene.frames, maps)
     with pytest.raises(CclgsError, match="does not exist"):
         Sam2Tracker(checkpoint=tmp_path / "nope.pt").track(scene, scene.frames, maps)

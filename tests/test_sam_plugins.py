@@ -55,21 +55,23 @@ def test_both_generators_are_registered_with_their_options():
     assert "model_type" in registry.get("mask_generator", "sam").options()
     assert "model_config" in registry.get("mask_generator", "sam2-auto").options()
     with pytest.raises(ConfigError, match="allow_random_weights"):
-        registry.create("mask_generator", "sam", {})
+        registry.create("mask_generator", "sam", {}).load()
 
 
 @pytest.mark.parametrize("generator", [SamMaskGenerator, Sam2AutoMaskGenerator])
 def test_a_checkpoint_is_required_unless_random_weights_are_allowed(generator, tmp_path):
     with pytest.raises(ConfigError, match="allow_random_weights"):
-        generator()
+        generator().load()
     missing = tmp_path / "missing.pt"
     with pytest.raises(DataError, match="missing.pt.*(segment-anything|sam2)"):
-        generator(checkpoint=missing)
+        generator(checkpoint=missing).load()
 
 
 def test_registry_reports_a_missing_checkpoint_with_its_path(tmp_path):
     with pytest.raises(DataError, match="missing.pth"):
-        PluginRegistry(strict=True).create("mask_generator", "sam", {"checkpoint": str(tmp_path / "missing.pth")})
+        PluginRegistry(strict=True).create(
+            "mask_generator", "sam", {"checkpoint": str(tmp_path / "missing.pth")}
+        ).load()
 
 
 def test_a_checkpoint_of_another_architecture_is_a_data_error(tmp_path, image, frame):
@@ -83,17 +85,14 @@ def test_a_checkpoint_of_another_architecture_is_a_data_error(tmp_path, image, f
         sam2.generate(image, frame)
 
 
-def test_unknown_sam2_config_lists_the_shipped_ones(image, frame):
-    generator = Sam2AutoMaskGenerator(
-        model_config="configs/sam2.1/sam2.1_hiera_xl.yaml", allow_random_weights=True, device="cpu"
-    )
+def test_unknown_sam2_config_lists_the_shipped_ones():
     with pytest.raises(ConfigError, match="configs/sam2.1/sam2.1_hiera_t.yaml"):
-        generator.generate(image, frame)
+        Sam2AutoMaskGenerator(model_config="configs/sam2.1/sam2.1_hiera_xl.yaml", allow_random_weights=True)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised when CUDA is missing")
 def test_cuda_without_a_gpu_is_a_config_error(image, frame):
-    with pytest.raises(ConfigError, match="no CUDA device"):
+    with pytest.raises(ConfigError, match="no CUDA device|sees no CUDA device"):
         SamMaskGenerator(model_type="vit_b", allow_random_weights=True, device="cuda").generate(image, frame)
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from cclgs_core.errors import ConfigError
+from cclgs_core.errors import CclgsError, ConfigError
 from cclgs_core.helpers.devices import check_device_name
 from cclgs_core.interfaces import KINDS
 from cclgs_core.plumbing.registry import ComponentInfo, PluginRegistry, get_registry
@@ -208,6 +208,22 @@ class RunConfig:
                 problems.append(f"[{kind}]: {error}")
             except Exception as error:  # a PluginError naming what is installed
                 problems.append(f"[{kind}] name = {choice.name!r}: {error}")
+        if problems:
+            raise ConfigError(f"{self.source}:\n  " + "\n  ".join(problems))
+
+    def check_values(self, registry: PluginRegistry | None = None) -> None:
+        """Build every component once, so that its constructor's value rules run (a constructor
+        checks option values only: no files, weights or devices; CONTRIBUTING.md). All problems
+        are reported together in one ConfigError, one line each, e.g. ``[compressor] compressor
+        'ccl': num_prototypes must be >= 1``."""
+        self.validate(registry)
+        registry = registry or get_registry()
+        problems = []
+        for kind, choice in self.components.items():
+            try:
+                registry.create(kind, choice.name, choice.options)
+            except CclgsError as error:
+                problems.append(f"[{kind}] {choice.name!r}: {error}")
         if problems:
             raise ConfigError(f"{self.source}:\n  " + "\n  ".join(problems))
 

@@ -120,14 +120,14 @@ def config_show(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML run config."),
     override: list[str] = typer.Option([], "--set", help="Override as section.key=value, repeatable."),
 ) -> None:
-    """Check a run config against the installed plugins and print it with every default filled in;
-    options without a value are listed as comments."""
+    """Check a run config against the installed plugins (every component is built, so that its value
+    rules run) and print it with every default filled in; options without a value are listed as comments."""
     import tomli_w
 
     from cclgs_core.plumbing.config import load_config
 
     run_config = load_config(config, override)
-    run_config.validate()
+    run_config.check_values()
     resolved = run_config.resolved()
     unset = run_config.unset_options()
     sections = [tomli_w.dumps({key: value for key, value in resolved.items() if key not in unset})]

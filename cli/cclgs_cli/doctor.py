@@ -1,8 +1,9 @@
 """``cclgs doctor``: can this machine run cclgs, and a given run config?
 
 It reports versions, the devices torch sees, the CUDA toolkit and gsplat's compiled extension,
-broken plugins, and with ``-c`` builds every configured component and loads its checkpoints.
-It never builds anything: gsplat's extension is judged from its files (``cclgs_gsplat.extension``).
+broken plugins, and with ``-c`` builds every configured component and calls its ``load()``
+(checkpoints, weights, devices).
+It never compiles anything: gsplat's extension is judged from its files (``cclgs_gsplat.extension``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
@@ -35,7 +36,7 @@ class Report:
 
 def doctor(
     config: Optional[Path] = typer.Option(
-        None, "--config", "-c", help="Run config to check: every component is built and its checkpoints loaded."
+        None, "--config", "-c", help="Run config to check: every component is built and its weights loaded."
     ),
     override: list[str] = typer.Option([], "--set", help="Override as section.key=value, repeatable."),
 ) -> None:
@@ -132,14 +133,17 @@ def _run_config(report: Report, config: Optional[Path], override: list[str]) -> 
     report.say(f"config {run_config.source}:")
     for kind, choice in run_config.components.items():
         try:
-            run_config.create(kind)
+            component = run_config.create(kind)
         except CclgsError as error:
             report.problem(f"  [{kind}] {choice.name}: does not build", f"[{kind}] {error}")
             continue
-        report.say(f"  [{kind}] {choice.name}: builds")
-        for option, value in choice.options.items():
-            if "checkpoint" in option and value:
-                _checkpoint(report, kind, option, Path(value))
+        try:
+            if hasattr(component, "load"):
+                component.load()
+        except CclgsError as error:
+            report.problem(f"  [{kind}] {choice.name}: does not load", f"[{kind}] {error}")
+            continue
+        report.say(f"  [{kind}] {choice.name}: ready")
 
 
 def _run_device(report: Report, name: str) -> None:
@@ -150,20 +154,3 @@ def _run_device(report: Report, name: str) -> None:
         report.say(f"device a run uses: {resolve_device(name)} (device = {name})")
     except ConfigError as error:
         report.problem(f"device a run uses: none (device = {name})", str(error))
-
-
-def _checkpoint(report: Report, kind: str, option: str, path: Path) -> None:
-    import torch
-
-    from cclgs_core.errors import error_summary
-
-    try:
-        state: Any = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as error:  # missing, unreadable, or not a weights file
-        report.problem(
-            f"  [{kind}] {option} {path}: does not load",
-            f"[{kind}] {option} {path} does not load ({error_summary(error)}); give a checkpoint file",
-        )
-        return
-    entries = len(state) if isinstance(state, dict) else 1
-    report.say(f"  [{kind}] {option} {path}: loads ({entries} top-level entries)")

@@ -76,14 +76,13 @@ class ContrastiveCodebook:
         lr: float = 1e-3,
         head_hidden: int = 128,
     ):
-        name = type(self).__name__
-        _require(num_prototypes >= 1, name, "num_prototypes must be >= 1")
-        _require(pull_weight >= 0 and push_weight >= 0, name, "pull_weight and push_weight must be >= 0")
-        _require(-1.0 <= margin <= 1.0, name, "margin is a cosine and must lie in [-1, 1]")
-        _require(steps >= 1, name, "steps must be >= 1")
-        _require(batch_size >= 2, name, "batch_size must be >= 2 (pairs are drawn within a batch)")
-        _require(lr > 0, name, "lr must be > 0")
-        _require(head_hidden >= 1, name, "head_hidden must be >= 1")
+        _require(num_prototypes >= 1, f"num_prototypes must be >= 1 (got {num_prototypes})")
+        _require(pull_weight >= 0 and push_weight >= 0, "pull_weight and push_weight must be >= 0")
+        _require(-1.0 <= margin <= 1.0, f"margin is a cosine and must lie in [-1, 1] (got {margin})")
+        _require(steps >= 1, f"steps must be >= 1 (got {steps})")
+        _require(batch_size >= 2, f"batch_size must be >= 2, as pairs are drawn within a batch (got {batch_size})")
+        _require(lr > 0, f"lr must be > 0 (got {lr})")
+        _require(head_hidden >= 1, f"head_hidden must be >= 1 (got {head_hidden})")
         self.num_prototypes = num_prototypes
         self.pull_weight = pull_weight
         self.push_weight = push_weight
@@ -282,6 +281,7 @@ def _mean_or_zero(values: "torch.Tensor") -> "torch.Tensor":
     return values.mean() if values.numel() else values.new_zeros(())
 
 
-def _require(condition: bool, component: str, message: str) -> None:
+def _require(condition: bool, rule: str) -> None:
+    """ConfigError naming the broken option rule unless ``condition`` holds."""
     if not condition:
-        raise ConfigError(f"compressor {component}: {message}")
+        raise ConfigError(f"compressor option {rule}")

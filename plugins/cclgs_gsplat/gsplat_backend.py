@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
-from cclgs_core.errors import PluginError
+from cclgs_core.errors import ConfigError, PluginError
+from cclgs_core.helpers.devices import check_device_name
 from cclgs_core.types import Camera, RenderOutput
 
 if TYPE_CHECKING:
@@ -48,6 +49,16 @@ class GsplatBackend:
     differentiable = True
 
     def __init__(self, tile_size: int = 16, device: str = "cuda"):
+        if tile_size < 1:
+            raise ConfigError(f"field backend 'gsplat' option tile_size={tile_size}: must be at least 1")
+        self.tile_size = tile_size
+        self.device = check_device_name(device)
+        self._ready = False
+
+    def load(self) -> None:
+        """Check that torch sees a GPU and gsplat's compiled extension is there (first use calls this)."""
+        if self._ready:
+            return
         import torch
 
         from cclgs_gsplat.extension import extension_status
@@ -60,11 +71,11 @@ class GsplatBackend:
         extension = extension_status()
         if not extension.ready:
             raise PluginError(f"field backend 'gsplat': {extension.detail}")
-        self.tile_size = tile_size
-        self.device = device
+        self._ready = True
 
     def prepare(self, gaussians: "Gaussians", cameras: Sequence[Camera]) -> None:
-        """Nothing to precompute."""
+        """Nothing to precompute; checks that this machine can run gsplat."""
+        self.load()
 
     def render(self, gaussians: "Gaussians", features: "torch.Tensor", camera: Camera) -> RenderOutput:
         """features: (N, C) -> (H, W, C) features, (H, W) alpha, (H, W) depth, on the features' device."""
@@ -73,6 +84,7 @@ class GsplatBackend:
 
         from cclgs_core.scene.reference_render import EPS_2D, FAR_PLANE, NEAR_PLANE
 
+        self.load()
         if features.ndim != 2 or features.shape[0] != len(gaussians):
             raise ValueError(f"features must be (N, C) with N = {len(gaussians)}, got {tuple(features.shape)}")
         device, output_device = torch.device(self.device), features.device

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from cclgs_core.errors import ConfigError, DataError, PluginError
+from cclgs_core.helpers.devices import check_device_name, resolve_device
 from cclgs_core.helpers.masked_crops import encode_masked_crops, unit_rows
 from cclgs_core.helpers.seeding import repeatable_initialisation
 from cclgs_core.types import Frame, SegmentMap
@@ -37,6 +38,7 @@ from cclgs_core.types import Frame, SegmentMap
 if TYPE_CHECKING:
     import torch
 
+COMPONENT = "feature extractor 'openclip'"
 #: Seconds to wait for the weight server before declaring it unreachable.
 HUB_PROBE_TIMEOUT_S = 5.0
 #: File names that mark ``pretrained`` as a path rather than a tag.
@@ -66,52 +68,66 @@ class OpenClipExtractor:
         batch_size: int = 64,
         canonical_phrases: tuple[str, ...] = ("object", "things", "stuff", "texture"),
     ):
-        import open_clip
-        import torch
+        open_clip = _import_open_clip()
 
         if batch_size < 1:
-            raise ConfigError(f"feature_extractor 'openclip' option batch_size must be >= 1, got {batch_size}")
+            raise ConfigError(f"{COMPONENT} option batch_size must be >= 1, got {batch_size}")
         config = open_clip.get_model_config(model_name)
         if config is None:
             raise ConfigError(
-                f"feature_extractor 'openclip': unknown model_name {model_name!r}. "
+                f"{COMPONENT}: unknown model_name {model_name!r}. "
                 f"Pick one of open_clip.list_models(), for example ViT-B-16 or ViT-L-14."
             )
         self.model_name = model_name
         self.pretrained = None if allow_random_weights else pretrained
         self.batch_size = batch_size
         self.canonical_phrases = tuple(canonical_phrases)
-        self.device = resolve_device(device)
+        self.device_name = check_device_name(device)
+        self.device: torch.device | None = None
         #: D, the joint embedding size of the model.
         self.dim = int(config["embed_dim"])
-
+        self._model = None
         if allow_random_weights:
             warnings.warn(
                 f"OpenCLIP {model_name} runs with random weights (allow_random_weights=true): "
                 "its features carry no meaning.",
                 stacklevel=2,
             )
+
+    def load(self) -> None:
+        """Find the weights (cache, download or file), build the model and its tokenizer (once;
+        first use calls this)."""
+        if self._model is not None:
+            return
+        import torch
+
+        open_clip = _import_open_clip()
+
+        device = resolve_device(self.device_name)
+        if self.pretrained is None:
             with repeatable_initialisation():  # on the CPU, then moved: the same network in every process
-                model = open_clip.create_model(model_name, pretrained=None).to(self.device)
+                model = open_clip.create_model(self.model_name, pretrained=None).to(device)
         else:
-            checkpoint, pretrained_cfg = resolve_checkpoint(model_name, pretrained)
-            model = load_model(model_name, checkpoint, pretrained_cfg, self.device)
-        self._model = model.eval()
+            checkpoint, pretrained_cfg = resolve_checkpoint(self.model_name, self.pretrained)
+            model = load_model(self.model_name, checkpoint, pretrained_cfg, device)
         preprocess = model.visual.preprocess_cfg
         self._input_size = _pair(preprocess["size"])  # (S_h, S_w)
         self._mean = torch.tensor(preprocess["mean"], dtype=torch.float32).view(3, 1, 1)  # (3, 1, 1)
         self._std = torch.tensor(preprocess["std"], dtype=torch.float32).view(3, 1, 1)  # (3, 1, 1)
         try:
-            self._tokenizer = open_clip.get_tokenizer(model_name)
+            self._tokenizer = open_clip.get_tokenizer(self.model_name)
         except Exception as error:  # tokenizers of HF-text models are downloaded
             raise PluginError(
-                f"feature_extractor 'openclip': the tokenizer of {model_name} could not be loaded "
+                f"{COMPONENT}: the tokenizer of {self.model_name} could not be loaded "
                 f"({type(error).__name__}: {error}). Use a model whose tokenizer ships with open_clip, "
                 "such as ViT-B-16, or fill the Hugging Face cache on a machine with internet."
             ) from error
+        self.device = device
+        self._model = model.eval()
 
     def encode_masks(self, image: np.ndarray, segment_map: SegmentMap, frame: Frame) -> np.ndarray:
         """image: (H, W, 3) uint8; segment_map.segments: (H, W). Returns (M, D) float32 unit rows."""
+        self.load()
         return encode_masked_crops(
             image, segment_map, frame, self._input_size, self.batch_size, self.dim, self._encode_images
         )
@@ -120,6 +136,7 @@ class OpenClipExtractor:
         """Returns (T, D) float32 unit rows."""
         import torch
 
+        self.load()
         texts = list(texts)
         embeddings = np.empty((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(texts), self.batch_size):
@@ -144,29 +161,18 @@ class OpenClipExtractor:
         return torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda")
 
 
-def resolve_device(device: str) -> "torch.device":
-    """ "auto" -> CUDA when available, else CPU; a named CUDA device must exist."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(
-            f"feature_extractor 'openclip': device {device!r} is not a torch device; use auto, cpu or cuda"
-        ) from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            "feature_extractor 'openclip': device 'cuda' was asked for but CUDA is not available; use device = \"cpu\""
-        )
-    return resolved
+def _import_open_clip():
+    """open_clip, imported without the FutureWarning its own modules trigger (torch.jit.script)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=FutureWarning)
+        import open_clip
+    return open_clip
 
 
 def resolve_checkpoint(model_name: str, pretrained: str) -> tuple[Path, dict[str, Any]]:
     """A local file for ``pretrained`` (a path, or a tag found in the cache or downloaded) and
     the tag's open_clip pretrained config ({} for a plain path)."""
-    import open_clip
+    open_clip = _import_open_clip()
 
     path = Path(pretrained).expanduser()
     if path.is_file():
@@ -180,7 +186,7 @@ def resolve_checkpoint(model_name: str, pretrained: str) -> tuple[Path, dict[str
                 f"{model_name} checkpoint file, or one of its tags: {', '.join(tags) or 'none'}."
             )
         raise ConfigError(
-            f"feature_extractor 'openclip': {pretrained!r} is neither a file nor a pretrained tag of "
+            f"{COMPONENT}: {pretrained!r} is neither a file nor a pretrained tag of "
             f"{model_name}. Tags: {', '.join(tags) or 'none'}; or pass a local checkpoint file path."
         )
     pretrained_cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
@@ -202,7 +208,7 @@ def resolve_checkpoint(model_name: str, pretrained: str) -> tuple[Path, dict[str
 
 def load_model(model_name: str, checkpoint: Path, pretrained_cfg: dict[str, Any], device: "torch.device"):
     """Build ``model_name`` with the weights of ``checkpoint`` and the tag's preprocessing."""
-    import open_clip
+    open_clip = _import_open_clip()
 
     preprocess = {
         key: pretrained_cfg[key] for key in ("mean", "std", "interpolation", "resize_mode") if key in pretrained_cfg

@@ -12,7 +12,9 @@ from typing import Literal
 
 import numpy as np
 
-from cclgs_core.errors import ConfigError, DataError, error_summary
+from cclgs_core.errors import ConfigError
+from cclgs_core.helpers.checkpoints import load_weights_into, require_checkpoint
+from cclgs_core.helpers.devices import check_device_name, resolve_device
 from cclgs_core.helpers.masks import MaskSelectionOptions, TwoLevelCollector, point_grid
 from cclgs_core.helpers.seeding import repeatable_initialisation
 from cclgs_core.types import Frame, FrameMasks
@@ -45,7 +47,7 @@ class SamMaskGenerator:
         allow_random_weights: bool = False,
         points_per_side: int = 32,
         points_per_batch: int = 64,
-        device: Literal["auto", "cpu", "cuda"] = "auto",
+        device: str = "auto",
         pred_iou_thresh: float = 0.7,
         stability_score_thresh: float = 0.85,
         stability_score_offset: float = 1.0,
@@ -56,20 +58,15 @@ class SamMaskGenerator:
     ):
         if model_type not in CHECKPOINT_FILES:
             raise ConfigError(f"sam option model_type={model_type!r}: use one of {', '.join(CHECKPOINT_FILES)}")
-        hint = DOWNLOAD_HINT.format(file=CHECKPOINT_FILES[model_type])
-        if checkpoint is None and not allow_random_weights:
-            raise ConfigError(
-                f"mask generator 'sam' needs a checkpoint. {hint} (or set allow_random_weights = true for a smoke run)."
-            )
-        if checkpoint is not None and not Path(checkpoint).is_file():
-            raise DataError(f"SAM checkpoint {checkpoint} does not exist. {hint}.")
-        if points_per_side < 1 or points_per_batch < 1:
-            raise ConfigError("sam options points_per_side and points_per_batch must be at least 1")
-        self.checkpoint = None if checkpoint is None else Path(checkpoint)
+        for option, value in (("points_per_side", points_per_side), ("points_per_batch", points_per_batch)):
+            if value < 1:
+                raise ConfigError(f"mask generator 'sam' option {option} must be >= 1 (got {value})")
+        self.checkpoint = checkpoint
+        self.allow_random_weights = allow_random_weights
         self.model_type = model_type
         self.points_per_side = points_per_side
         self.points_per_batch = points_per_batch
-        self.device = device
+        self.device = check_device_name(device)
         self.stability_score_offset = stability_score_offset
         self.selection = MaskSelectionOptions(
             pred_iou_thresh=pred_iou_thresh,
@@ -81,28 +78,21 @@ class SamMaskGenerator:
         )
         self._predictor = None
 
-    def _load_predictor(self):
-        """A ``SamPredictor`` around the model (built once, on first use)."""
-        if self._predictor is None:
-            import torch
-            from segment_anything import SamPredictor, sam_model_registry
+    def load(self) -> None:
+        """Check the checkpoint, build the model and load its weights (once; first use calls this)."""
+        if self._predictor is not None:
+            return
+        from segment_anything import SamPredictor, sam_model_registry
 
-            device = _resolve_device(self.device)
-            with repeatable_initialisation():  # random weights: the same network in every process
-                model = sam_model_registry[self.model_type](checkpoint=None)
-            if self.checkpoint is not None:
-                try:
-                    state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
-                    model.load_state_dict(state)
-                except Exception as error:  # unreadable file or another architecture's weights
-                    hint = DOWNLOAD_HINT.format(file=CHECKPOINT_FILES[self.model_type])
-                    raise DataError(
-                        f"SAM checkpoint {self.checkpoint} could not be loaded as model_type {self.model_type!r} "
-                        f"({error_summary(error)}). "
-                        f"Set model_type to the checkpoint's architecture or: {hint}."
-                    ) from error
-            self._predictor = SamPredictor(model.to(device).eval())
-        return self._predictor
+        fix = DOWNLOAD_HINT.format(file=CHECKPOINT_FILES[self.model_type])
+        checkpoint = require_checkpoint("mask generator 'sam'", self.checkpoint, self.allow_random_weights, fix)
+        device = resolve_device(self.device)
+        with repeatable_initialisation():  # random weights: the same network in every process
+            model = sam_model_registry[self.model_type](checkpoint=None)
+        if checkpoint is not None:
+            what = f"SAM {self.model_type} weights"
+            load_weights_into(model, checkpoint, what, f"Set model_type to the checkpoint's architecture or: {fix}")
+        self._predictor = SamPredictor(model.to(device).eval())
 
     def generate(self, image: np.ndarray, frame: Frame) -> FrameMasks:
         """image: (H, W, 3) uint8 RGB. Returns ``sp`` and ``wp``, each (H, W) segments."""
@@ -110,7 +100,8 @@ class SamMaskGenerator:
 
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"frame {frame.name}: expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
-        predictor = self._load_predictor()
+        self.load()
+        predictor = self._predictor
         height, width = image.shape[:2]
         collector = TwoLevelCollector(
             height, width, self.selection, predictor.model.mask_threshold, self.stability_score_offset
@@ -126,13 +117,3 @@ class SamMaskGenerator:
                 collector.add(logits, pred_iou)  # (B, 3, H, W), (B, 3)
             predictor.reset_image()
         return collector.finish()
-
-
-def _resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("mask generator 'sam' option device='cuda': no CUDA device is available; use 'cpu' or 'auto'")
-    return device

@@ -9,14 +9,15 @@ because it flattens the three outputs of a point. torch and sam2 are imported on
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
 from cclgs_core.errors import ConfigError
+from cclgs_core.helpers.checkpoints import require_checkpoint
+from cclgs_core.helpers.devices import check_device_name, resolve_device
 from cclgs_core.helpers.masks import MaskSelectionOptions, TwoLevelCollector, point_grid
 from cclgs_core.types import Frame, FrameMasks
-from cclgs_sam2.model import build_sam2_model, check_checkpoint, resolve_device
+from cclgs_sam2.model import CHECKPOINT_HINT, build_sam2_model, check_model_config
 
 COMPONENT = "mask generator 'sam2-auto'"
 
@@ -37,7 +38,7 @@ class Sam2AutoMaskGenerator:
         allow_random_weights: bool = False,
         points_per_side: int = 32,
         points_per_batch: int = 64,
-        device: Literal["auto", "cpu", "cuda"] = "auto",
+        device: str = "auto",
         pred_iou_thresh: float = 0.7,
         stability_score_thresh: float = 0.85,
         stability_score_offset: float = 1.0,
@@ -46,13 +47,15 @@ class Sam2AutoMaskGenerator:
         min_visible_fraction: float = 0.5,
         min_region_area: int = 100,
     ):
-        self.checkpoint = check_checkpoint(COMPONENT, checkpoint, allow_random_weights)
-        if points_per_side < 1 or points_per_batch < 1:
-            raise ConfigError(f"{COMPONENT} options points_per_side and points_per_batch must be at least 1")
-        self.model_config = model_config
+        for option, value in (("points_per_side", points_per_side), ("points_per_batch", points_per_batch)):
+            if value < 1:
+                raise ConfigError(f"{COMPONENT} option {option} must be >= 1 (got {value})")
+        self.checkpoint = checkpoint
+        self.allow_random_weights = allow_random_weights
+        self.model_config = check_model_config(COMPONENT, model_config)
         self.points_per_side = points_per_side
         self.points_per_batch = points_per_batch
-        self.device = device
+        self.device = check_device_name(device)
         self.stability_score_offset = stability_score_offset
         self.selection = MaskSelectionOptions(
             pred_iou_thresh=pred_iou_thresh,
@@ -64,15 +67,15 @@ class Sam2AutoMaskGenerator:
         )
         self._predictor = None
 
-    def _load_predictor(self):
-        """A ``SAM2ImagePredictor`` around the model (built once, on first use)."""
-        if self._predictor is None:
-            from sam2.sam2_image_predictor import SAM2ImagePredictor
+    def load(self) -> None:
+        """Check the checkpoint, build the model and load its weights (once; first use calls this)."""
+        if self._predictor is not None:
+            return
+        from sam2.sam2_image_predictor import SAM2ImagePredictor
 
-            device = resolve_device(COMPONENT, self.device)
-            model = build_sam2_model(COMPONENT, self.model_config, self.checkpoint, device)
-            self._predictor = SAM2ImagePredictor(model)
-        return self._predictor
+        checkpoint = require_checkpoint(COMPONENT, self.checkpoint, self.allow_random_weights, CHECKPOINT_HINT)
+        model = build_sam2_model(self.model_config, checkpoint, resolve_device(self.device))
+        self._predictor = SAM2ImagePredictor(model)
 
     def generate(self, image: np.ndarray, frame: Frame) -> FrameMasks:
         """image: (H, W, 3) uint8 RGB. Returns ``sp`` and ``wp``, each (H, W) segments."""
@@ -80,7 +83,8 @@ class Sam2AutoMaskGenerator:
 
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"frame {frame.name}: expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
-        predictor = self._load_predictor()
+        self.load()
+        predictor = self._predictor
         height, width = image.shape[:2]
         collector = TwoLevelCollector(
             height, width, self.selection, predictor.mask_threshold, self.stability_score_offset

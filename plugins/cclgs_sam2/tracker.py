@@ -16,8 +16,13 @@ from typing import Literal, Sequence
 
 import numpy as np
 
+from cclgs_core.errors import ConfigError
+from cclgs_core.helpers.checkpoints import require_checkpoint
+from cclgs_core.helpers.devices import check_device_name, resolve_device
 from cclgs_core.types import UNLABELED, Frame, Scene, SegmentMap
-from cclgs_sam2.model import build_sam2_model, check_checkpoint, resolve_device
+from cclgs_sam2.model import CHECKPOINT_HINT, build_sam2_model, check_model_config
+
+COMPONENT = "tracker 'sam2'"
 
 
 def labels_from_propagation(
@@ -57,22 +62,24 @@ class Sam2Tracker:
         reseed_every: int = 0,
         order: Literal["path", "given"] = "path",
     ):
-        self.model_config = model_config
+        if not 0.0 <= iou_threshold <= 1.0:
+            raise ConfigError(f"{COMPONENT} option iou_threshold={iou_threshold}: must lie in [0, 1]")
+        if reseed_every < 0:
+            raise ConfigError(f"{COMPONENT} option reseed_every={reseed_every}: must be 0 (never) or a positive count")
+        self.model_config = check_model_config(COMPONENT, model_config)
         self.checkpoint = checkpoint
         self.allow_random_weights = allow_random_weights
-        self.device = device
+        self.device = check_device_name(device)
         self.iou_threshold = iou_threshold
         self.reseed_every = reseed_every
         self.order = order
         self._predictor = None
 
-    def _load(self):
+    def load(self) -> None:
+        """Check the checkpoint, build the video predictor and load its weights (once; first use calls this)."""
         if self._predictor is None:
-            component = "tracker 'sam2'"
-            checkpoint = check_checkpoint(component, self.checkpoint, self.allow_random_weights)
-            device = resolve_device(component, self.device)
-            self._predictor = build_sam2_model(component, self.model_config, checkpoint, device, video=True)
-        return self._predictor
+            checkpoint = require_checkpoint(COMPONENT, self.checkpoint, self.allow_random_weights, CHECKPOINT_HINT)
+            self._predictor = build_sam2_model(self.model_config, checkpoint, resolve_device(self.device), video=True)
 
     def track(self, scene: Scene, frames: Sequence[Frame], segment_maps: Sequence[SegmentMap]) -> list[np.ndarray]:
         """Returns per view an (M_t,) int64 array of object ids, -1 for unmatched masks."""
@@ -87,7 +94,8 @@ class Sam2Tracker:
         order = list(range(len(frames)))
         if self.order == "path":
             order = path_order([frame.camera.camera_to_world for frame in frames])
-        predictor = self._load()
+        self.load()
+        predictor = self._predictor
         with tempfile.TemporaryDirectory(prefix="cclgs-sam2-") as video_dir:
             for position, view in enumerate(order):  # SAM2 reads a folder of <index>.jpg frames
                 Image.fromarray(frames[view].load_image()).save(Path(video_dir) / f"{position:05d}.jpg", quality=95)
