@@ -142,7 +142,8 @@ def decoded_embeddings(compressor, targets) -> np.ndarray:
             outputs = torch.nn.functional.one_hot(view_targets, compressor.output_size).float()  # (M, L)
         else:
             outputs = view_targets.float()  # (M, L)
-        rows.append(compressor.decode(outputs).numpy())
+        with torch.inference_mode():  # as the core calls decode
+            rows.append(compressor.decode(outputs).numpy())
     return np.concatenate(rows)
 
 

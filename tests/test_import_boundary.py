@@ -6,10 +6,10 @@ function) and every ``importlib.import_module("...")`` call with a literal name 
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import cclgs_core
+from cclgs_core.testing.imports import imported_modules
 
 CORE = Path(cclgs_core.__file__).parent
 
@@ -22,22 +22,7 @@ def plugin_imports(source: str) -> list[tuple[int, str]]:
         top = module.split(".")[0]
         return top.startswith("cclgs_") and top != "cclgs_core"
 
-    found = []
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            found += [(node.lineno, alias.name) for alias in node.names if is_plugin(alias.name)]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and is_plugin(node.module):
-            found.append((node.lineno, node.module))
-        elif (
-            isinstance(node, ast.Call)
-            and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
-            and node.args
-            and isinstance(node.args[0], ast.Constant)
-            and isinstance(node.args[0].value, str)
-            and is_plugin(node.args[0].value)
-        ):
-            found.append((node.lineno, node.args[0].value))
-    return found
+    return [(line, module) for line, module in imported_modules(source) if is_plugin(module)]
 
 
 def test_checker_flags_every_import_form():

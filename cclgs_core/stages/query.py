@@ -33,7 +33,7 @@ def level_relevance(
     returns:  (T, P)
     """
     compressor = field.compressors[level]
-    with torch.no_grad():
+    with torch.inference_mode():  # decode need not be differentiable (CONTRIBUTING.md)
         outputs = field.outputs(features, level)  # (P, L)
         if compressor.target_kind == "index":
             one_hots = torch.eye(outputs.shape[1], device=outputs.device)

@@ -77,8 +77,10 @@ class SemanticField(torch.nn.Module):
         return total, per_level
 
     @torch.no_grad()
+    @torch.inference_mode()
     def decode(self, rendered: torch.Tensor, level: str) -> torch.Tensor:
-        """rendered: (P, levels * d_f) -> (P, D) unit embeddings."""
+        """rendered: (P, levels * d_f) -> (P, D) unit embeddings, without autograd (decode need not be
+        differentiable)."""
         return self.compressors[level].decode(self.outputs(rendered, level))
 
     @torch.no_grad()

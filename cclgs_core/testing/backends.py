@@ -30,6 +30,7 @@ import torch
 
 from cclgs_core.scene.gaussians import Gaussians
 from cclgs_core.scene.reference_render import render_dense
+from cclgs_core.testing.contracts import check_deepcopy, check_plugin_lookups
 from cclgs_core.types import Camera, RenderOutput
 
 #: Scene kinds of the contract (see ``contract_scene``).
@@ -210,6 +211,12 @@ class FieldBackendContract:
         )
 
     # -- the contract --------------------------------------------------------------------------
+
+    def test_survives_deepcopy(self, backend):
+        check_deepcopy(backend)
+
+    def test_uses_other_plugins_only_through_the_registry(self, backend):
+        check_plugin_lookups(backend)
 
     def test_has_interface(self, backend):
         assert isinstance(backend.differentiable, bool)

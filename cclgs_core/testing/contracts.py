@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from cclgs_core.errors import PluginError
+from cclgs_core.testing.imports import imports_of_other_plugins
 from cclgs_core.testing.scenes import make_tiny_scene
 from cclgs_core.types import LEVELS, SegmentMap
 from cclgs_core.validation import (
@@ -33,9 +34,18 @@ from cclgs_core.validation import (
 
 
 class _ContractBase:
+    """Rules every kind shares: a component survives ``copy.deepcopy`` before first use, and it
+    reaches other plugins only through the registry."""
+
     @pytest.fixture
     def component(self):
         pytest.fail("override the `component` fixture to return the component under test")
+
+    def test_survives_deepcopy(self, component):
+        check_deepcopy(component)
+
+    def test_uses_other_plugins_only_through_the_registry(self, component):
+        check_plugin_lookups(component)
 
     @pytest.fixture
     def scene(self, tmp_path):
@@ -44,6 +54,27 @@ class _ContractBase:
     @staticmethod
     def name_of(component) -> str:
         return type(component).__name__
+
+
+def check_deepcopy(component) -> None:
+    """A fresh component must survive ``copy.deepcopy`` (keep models, files and locks out of the
+    constructor: load them in ``load()`` on first use)."""
+    try:
+        copy.deepcopy(component)
+    except Exception as error:
+        pytest.fail(
+            f"{type(component).__name__} does not survive copy.deepcopy before first use "
+            f"({type(error).__name__}: {error}); create models, files and locks in load(), not in the constructor"
+        )
+
+
+def check_plugin_lookups(component) -> None:
+    """The component's package imports no other cclgs plugin: it asks the registry instead."""
+    offending = imports_of_other_plugins(component)
+    assert not offending, (
+        "plugins reach each other only through get_registry().create(kind, name, options), never by import:\n"
+        + "\n".join(offending)
+    )
 
 
 class MaskGeneratorContract(_ContractBase):
@@ -154,8 +185,26 @@ def clustered_features(views: int = 6, per_view: int = 12, dim: int = 32, cluste
     return features, labels
 
 
+def _same_state(first: dict, second: dict) -> bool:
+    """Whether two ``state_dict()`` results hold the same keys and values."""
+    import torch
+
+    if first.keys() != second.keys():
+        return False
+    for key, value in first.items():
+        other = second[key]
+        if isinstance(value, dict):
+            if not isinstance(other, dict) or not _same_state(value, other):
+                return False
+        elif not torch.equal(torch.as_tensor(value), torch.as_tensor(other)):
+            return False
+    return True
+
+
 class CompressorContract(_ContractBase):
-    """fit / targets / head / loss / decode agree with each other and survive a state round trip."""
+    """fit / targets / head / loss / decode agree with each other and survive a state round trip;
+    ``fit`` takes untracked (-1) labels, even a level where every label is -1; each instance keeps
+    its own state; ``decode`` runs without autograd."""
 
     @pytest.fixture
     def unfitted_copy(self, component):
@@ -188,7 +237,8 @@ class CompressorContract(_ContractBase):
         assert any(p.grad is not None and torch.any(p.grad != 0) for p in head.parameters()), (
             "the loss must train the head"
         )
-        decoded = component.decode(outputs.detach())
+        with torch.inference_mode():  # how the core calls decode: it need not be differentiable
+            decoded = component.decode(outputs.detach())
         dim = features[0].shape[1]
         assert tuple(decoded.shape) == (5, dim)
         torch.testing.assert_close(decoded.norm(dim=1), torch.ones(5), atol=1e-4, rtol=0)
@@ -197,3 +247,26 @@ class CompressorContract(_ContractBase):
         component, features = fitted
         unfitted_copy.load_state_dict(component.state_dict())
         np.testing.assert_array_equal(component.targets(features[1]), unfitted_copy.targets(features[1]))
+
+    def test_fit_takes_untracked_labels(self, component):
+        """-1 labels reach ``fit`` (masks no tracker matched), in some views every label; a level
+        where the tracker matched nothing has only -1."""
+        features, labels = clustered_features()
+        labels[0][:] = -1  # a view where nothing was tracked
+        for view_labels in (labels, [np.full_like(view, -1) for view in labels]):
+            fresh = copy.deepcopy(component)
+            curves = fresh.fit(features, view_labels, seed=0)
+            assert isinstance(curves, dict), "fit() must return loss curves"
+            targets = fresh.targets(features[0])
+            check_targets(targets, len(features[0]), fresh.target_kind, fresh.output_size, self.name_of(fresh))
+
+    def test_instances_keep_their_own_state(self, component):
+        """The core fits one instance per mask level: fitting one must not change another."""
+        first, second = copy.deepcopy(component), copy.deepcopy(component)
+        first.fit(*clustered_features(seed=0), seed=0)
+        before = first.state_dict()
+        second.fit(*clustered_features(seed=1), seed=1)
+        assert not _same_state(before, second.state_dict()), "different data should fit a different state"
+        assert _same_state(before, first.state_dict()), (
+            "fitting one instance changed another: keep fitted state on the instance, not the class or a module"
+        )

@@ -534,7 +534,8 @@ class CclgsModel(SplatfactoModel):
             compressor = self.semantic.compressors[level]
 
             def embed(start: int, stop: int, level: str = level, compressor: Any = compressor) -> torch.Tensor:
-                return compressor.decode(self.semantic.outputs(pixels[start:stop], level).cpu())  # (stop - start, D)
+                with torch.inference_mode():  # decode need not be differentiable
+                    return compressor.decode(self.semantic.outputs(pixels[start:stop], level).cpu())  # (P', D)
 
             scores = relevance_in_chunks(embed, pixels.shape[0], queries, canonical)  # (1, P)
             outputs[f"relevance_{level}"] = scores[0].reshape(height, width, 1).to(semantic.device)
