@@ -34,10 +34,9 @@ from nerfstudio.models.splatfacto import SplatfactoModel
 from nerfstudio.utils.rich_utils import CONSOLE
 from torch.nn import Parameter
 
-from cclgs_core.errors import CclgsError, ConfigError, DataError, PluginError
+from cclgs_core import LEVELS, Camera, CclgsError, ConfigError, DataError, PluginError
 from cclgs_core.scene.gaussians import Gaussians
 from cclgs_core.stages.semantic_field import SemanticField, pixel_targets
-from cclgs_core.types import LEVELS, Camera
 
 #: nerfstudio cameras are OpenGL (x right, y up, z backward); cclgs cameras are OpenCV.
 _OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
@@ -244,8 +243,8 @@ class CclgsModel(SplatfactoModel):
         """
         from nerfstudio.viewer.viewer_elements import ViewerText
 
+        from cclgs_core import get_registry
         from cclgs_core.plumbing.config import load_config
-        from cclgs_core.plumbing.registry import get_registry
 
         registry = get_registry()
         with _user_errors_end_the_run():
@@ -317,7 +316,7 @@ class CclgsModel(SplatfactoModel):
     def field_backend(self) -> Any:
         """The cclgs field backend named by the config, created on first use."""
         if self._backend is None:
-            from cclgs_core.plumbing.registry import get_registry
+            from cclgs_core import get_registry
 
             name = "gsplat" if self.on_cuda else self.config.field_backend
             backend = get_registry().create("field_backend", name)

@@ -7,7 +7,7 @@ from typing import Literal, Optional
 
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline
 
-from cclgs_core.errors import ConfigError
+from cclgs_core import ConfigError
 
 
 class CclgsPipeline(VanillaPipeline):

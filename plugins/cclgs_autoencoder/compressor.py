@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 
-from cclgs_core.errors import ConfigError, DataError, PluginError
+from cclgs_core import ConfigError, DataError, PluginError
 
 if TYPE_CHECKING:
     import torch
@@ -102,7 +102,7 @@ class AutoencoderCompressor:
         import torch.nn.functional as F
 
         from cclgs_autoencoder.network import LatentAutoencoder
-        from cclgs_core.helpers.seeding import repeatable_initialisation
+        from cclgs_core import repeatable_initialisation
 
         stacked = torch.from_numpy(_stack_views(features))  # (n, D)
         with repeatable_initialisation(seed):

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cclgs_core.errors import ConfigError
-from cclgs_core.types import Frame, FrameMasks, SegmentMap
+from cclgs_core import ConfigError, Frame, FrameMasks, SegmentMap
 
 
 class ClassicalMaskGenerator:

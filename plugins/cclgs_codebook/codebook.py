@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 
-from cclgs_core.errors import ConfigError, DataError, PluginError
+from cclgs_core import ConfigError, DataError, PluginError
 
 if TYPE_CHECKING:
     import torch

@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from cclgs_core.errors import ConfigError
-from cclgs_core.types import Camera, RenderOutput
+from cclgs_core import Camera, ConfigError, RenderOutput
 
 if TYPE_CHECKING:
     import torch

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
-from cclgs_core.types import Camera, RenderOutput
+from cclgs_core import Camera, RenderOutput
 
 if TYPE_CHECKING:
     import torch

@@ -30,8 +30,8 @@ from typing import Iterator
 
 import torch
 
+from cclgs_core import Camera
 from cclgs_core.scene.reference_render import ALPHA_MAX, ALPHA_MIN, TRANSMITTANCE_MIN, project_gaussians
-from cclgs_core.types import Camera
 
 #: Relative and absolute widening of the culling box, so rounding never drops a contributing pixel.
 _BOX_RELATIVE_MARGIN = 1e-4

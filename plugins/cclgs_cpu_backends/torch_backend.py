@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
-from cclgs_core.types import Camera, RenderOutput
+from cclgs_core import Camera, RenderOutput
 
 if TYPE_CHECKING:
     import torch
@@ -29,7 +29,7 @@ class TorchBackend:
 
     def __init__(self, tile_size: int = 8, batch_elements: int = 2_000_000):
         if tile_size < 1 or batch_elements < 1:
-            from cclgs_core.errors import ConfigError
+            from cclgs_core import ConfigError
 
             raise ConfigError(
                 f"torch backend: tile_size and batch_elements must be positive, got {tile_size}, {batch_elements}"

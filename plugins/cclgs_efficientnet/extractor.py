@@ -18,11 +18,18 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from cclgs_core.errors import ConfigError, PluginError
-from cclgs_core.helpers.checkpoints import load_weights_into, require_checkpoint
-from cclgs_core.helpers.devices import check_device_name, resolve_device
-from cclgs_core.helpers.masked_crops import encode_masked_crops, unit_rows
-from cclgs_core.types import Frame, SegmentMap
+from cclgs_core import (
+    ConfigError,
+    Frame,
+    PluginError,
+    SegmentMap,
+    check_device_name,
+    encode_masked_crops,
+    load_weights_into,
+    require_checkpoint,
+    resolve_device,
+    unit_rows,
+)
 
 if TYPE_CHECKING:
     import torch

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
-from cclgs_core.errors import ConfigError, PluginError
-from cclgs_core.helpers.devices import check_device_name
-from cclgs_core.types import Camera, RenderOutput
+from cclgs_core import Camera, ConfigError, PluginError, RenderOutput, check_device_name
 
 if TYPE_CHECKING:
     import torch

@@ -6,8 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cclgs_core import hookimpl
-from cclgs_core.types import UNLABELED, Frame, Scene, SegmentMap
+from cclgs_core import UNLABELED, Frame, Scene, SegmentMap, hookimpl
 
 
 class NoTracker:

@@ -29,11 +29,18 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from cclgs_core.errors import ConfigError, DataError, PluginError
-from cclgs_core.helpers.devices import check_device_name, resolve_device
-from cclgs_core.helpers.masked_crops import encode_masked_crops, unit_rows
-from cclgs_core.helpers.seeding import repeatable_initialisation
-from cclgs_core.types import Frame, SegmentMap
+from cclgs_core import (
+    ConfigError,
+    DataError,
+    Frame,
+    PluginError,
+    SegmentMap,
+    check_device_name,
+    encode_masked_crops,
+    repeatable_initialisation,
+    resolve_device,
+    unit_rows,
+)
 
 if TYPE_CHECKING:
     import torch

@@ -34,9 +34,8 @@ from typing import Sequence
 
 import numpy as np
 
-from cclgs_core.errors import ConfigError, DataError
+from cclgs_core import UNLABELED, Camera, ConfigError, DataError, Frame, Scene, SegmentMap
 from cclgs_core.helpers.devices import to_host
-from cclgs_core.types import UNLABELED, Camera, Frame, Scene, SegmentMap
 
 
 def lift_pixels(rows: np.ndarray, cols: np.ndarray, depth: np.ndarray, camera: Camera) -> np.ndarray:
@@ -188,7 +187,7 @@ class ReprojectionTracker:
         """Per frame: rendered depth (H, W) float64 and alpha >= min_alpha (H, W) bool."""
         import torch
 
-        from cclgs_core.plumbing.registry import get_registry
+        from cclgs_core import get_registry
         from cclgs_core.scene.ply import read_gaussians
 
         path = self.gaussians or scene.gaussians_path

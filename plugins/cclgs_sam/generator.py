@@ -12,12 +12,17 @@ from typing import Literal
 
 import numpy as np
 
-from cclgs_core.errors import ConfigError
-from cclgs_core.helpers.checkpoints import load_weights_into, require_checkpoint
-from cclgs_core.helpers.devices import check_device_name, resolve_device
+from cclgs_core import (
+    ConfigError,
+    Frame,
+    FrameMasks,
+    check_device_name,
+    load_weights_into,
+    repeatable_initialisation,
+    require_checkpoint,
+    resolve_device,
+)
 from cclgs_core.helpers.masks import MaskSelectionOptions, TwoLevelCollector, point_grid
-from cclgs_core.helpers.seeding import repeatable_initialisation
-from cclgs_core.types import Frame, FrameMasks
 
 CHECKPOINT_FILES = {
     "vit_h": "sam_vit_h_4b8939.pth",

@@ -12,11 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cclgs_core.errors import ConfigError
-from cclgs_core.helpers.checkpoints import require_checkpoint
-from cclgs_core.helpers.devices import check_device_name, resolve_device
+from cclgs_core import ConfigError, Frame, FrameMasks, check_device_name, require_checkpoint, resolve_device
 from cclgs_core.helpers.masks import MaskSelectionOptions, TwoLevelCollector, point_grid
-from cclgs_core.types import Frame, FrameMasks
 from cclgs_sam2.model import CHECKPOINT_HINT, build_sam2_model, check_model_config
 
 COMPONENT = "mask generator 'sam2-auto'"

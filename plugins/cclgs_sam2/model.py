@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cclgs_core.errors import ConfigError
-from cclgs_core.helpers.checkpoints import load_weights_into
-from cclgs_core.helpers.seeding import repeatable_initialisation
+from cclgs_core import ConfigError, load_weights_into, repeatable_initialisation
 
 CHECKPOINT_HINT = (
     "Download the checkpoint that matches the config (e.g. sam2.1_hiera_large.pt for "

@@ -16,10 +16,16 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from cclgs_core.errors import ConfigError
-from cclgs_core.helpers.checkpoints import require_checkpoint
-from cclgs_core.helpers.devices import check_device_name, resolve_device
-from cclgs_core.types import UNLABELED, Frame, Scene, SegmentMap
+from cclgs_core import (
+    UNLABELED,
+    ConfigError,
+    Frame,
+    Scene,
+    SegmentMap,
+    check_device_name,
+    require_checkpoint,
+    resolve_device,
+)
 from cclgs_sam2.model import CHECKPOINT_HINT, build_sam2_model, check_model_config
 
 COMPONENT = "tracker 'sam2'"

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cclgs_core.errors import DataError
+from cclgs_core import DataError, Frame
 from cclgs_core.evaluation.labelmaps import read_label_map
-from cclgs_core.types import Frame
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cclgs_core.errors import ConfigError, DataError
-from cclgs_core.types import Frame, FrameMasks, SegmentMap
+from cclgs_core import ConfigError, DataError, Frame, FrameMasks, SegmentMap
 from cclgs_synthetic.groundtruth import frame_key, load_label_map
 from cclgs_synthetic.seeding import derived_rng
 

@@ -44,8 +44,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cclgs_core.errors import ConfigError, DataError
-from cclgs_core.types import Frame, SegmentMap
+from cclgs_core import ConfigError, DataError, Frame, SegmentMap
 from cclgs_synthetic.groundtruth import WorldTables, find_world_root, frame_key, load_label_map, load_world_tables
 from cclgs_synthetic.seeding import derived_rng
 

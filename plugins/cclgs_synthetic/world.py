@@ -45,11 +45,10 @@ from typing import Callable, Literal
 
 import numpy as np
 
-from cclgs_core.errors import ConfigError
+from cclgs_core import Camera, ConfigError
 from cclgs_core.evaluation.labelmaps import write_label_map
 from cclgs_core.scene.cameras import look_at
 from cclgs_core.scene.ply import write_gaussians, write_points
-from cclgs_core.types import Camera
 from cclgs_synthetic.lerf_labels import isat_labels
 from cclgs_synthetic.seeding import derived_rng
 from cclgs_synthetic.shapes import (
@@ -126,7 +125,7 @@ def generate_world(
     """
     import torch
 
-    from cclgs_core.plumbing.registry import get_registry
+    from cclgs_core import get_registry
 
     _check_options(
         objects, duplicates, width, height, train_views, test_views, fov_degrees, density, label_alpha, background
