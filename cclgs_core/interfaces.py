@@ -81,7 +81,8 @@ class FeatureCompressor(Protocol):
     back to embedding space.
 
     A codebook's targets are prototype indices (``target_kind == "index"``, L = prototypes);
-    the autoencoder's are latent vectors (``target_kind == "latent"``, L = latent size).
+    the autoencoder's are latent vectors (``target_kind == "latent"``, L = latent size). The core
+    fits one instance per mask level, so fitted state lives on the instance.
     """
 
     target_kind: Literal["index", "latent"]
@@ -90,7 +91,8 @@ class FeatureCompressor(Protocol):
         """Learn from every view of one level.
 
         features: per view (M_t, D) float32 unit embeddings
-        labels:   per view (M_t,) int64 track labels, -1 for none
+        labels:   per view (M_t,) int64 track labels, -1 for none (a view, or a whole level,
+                  may have only -1)
         returns:  loss curves by name (for reports and tests)
         """
         ...
@@ -109,11 +111,13 @@ class FeatureCompressor(Protocol):
         ...
 
     def loss(self, outputs: "torch.Tensor", targets: "torch.Tensor") -> "torch.Tensor":
-        """outputs: (P, L) head outputs; targets: (P,) int64 or (P, L) float32. Returns a scalar."""
+        """outputs: (P, L) head outputs; targets: (P,) int64 or (P, L) float32, as ``targets``
+        returned them for pixels inside a mask (never -1). Returns a scalar."""
         ...
 
     def decode(self, outputs: "torch.Tensor") -> "torch.Tensor":
-        """outputs: (P, L) head outputs -> (P, D) unit embeddings."""
+        """outputs: (P, L) head outputs -> (P, D) unit embeddings. Called under
+        ``torch.inference_mode()``: it need not be differentiable."""
         ...
 
     def state_dict(self) -> dict[str, "torch.Tensor"]:

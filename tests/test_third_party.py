@@ -18,6 +18,7 @@ from helpers import run_cli
 
 from cclgs_core.plumbing.config import load_config
 from cclgs_core.plumbing.registry import PluginRegistry
+from cclgs_core.testing.imports import imported_modules
 from cclgs_core.testing.scenes import make_tiny_scene
 
 CONTRIBUTING = Path(__file__).resolve().parents[1] / "CONTRIBUTING.md"
@@ -115,3 +116,39 @@ def test_contract_suite_via_cli_and_pytest(installed_example, tmp_path):
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "5 passed" in run.stdout
+
+
+def test_the_examples_import_only_the_curated_api():
+    examples = {name: code for name, code in contributing_examples().items() if name.endswith(".py")}
+    assert {"cclgs_gridcell.py", "test_gridcell.py", "cclgs_trackmeans.py", "test_trackmeans.py"} <= set(examples)
+    own = {name.removesuffix(".py") for name in examples}
+    for name, code in examples.items():
+        cclgs_imports = [module for _, module in imported_modules(code) if module.startswith("cclgs")]
+        assert cclgs_imports, f"{name} imports nothing from cclgs_core"
+        outside = [module for module in cclgs_imports if module not in {"cclgs_core", "cclgs_core.testing", *own}]
+        assert not outside, f"{name} imports {outside}: examples use only cclgs_core and cclgs_core.testing"
+
+
+def test_the_compressor_example_passes_its_contract(tmp_path):
+    examples = contributing_examples()
+    for name in ("cclgs_trackmeans.py", "test_trackmeans.py"):
+        (tmp_path / name).write_text(examples[name])
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(tmp_path),
+            "test_trackmeans.py",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])},
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "7 passed" in run.stdout  # 5 compressor rules and 2 every kind shares
