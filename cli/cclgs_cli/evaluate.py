@@ -26,41 +26,32 @@ _DOWNSCALE = typer.Option(
 )
 
 
-@eval_app.command("lerf")
-def lerf(
-    runs: list[Path] = _RUNS,
-    out: Optional[Path] = _OUT,
-    backend: Optional[str] = _BACKEND,
-    scene: list[Path] = _SCENE,
-    downscale: Optional[int] = _DOWNSCALE,
-) -> None:
-    """LERF-OVS: mIoU and localization accuracy per scene and mean (LangSplat's evaluation; the
-    protocol, held out or LangSplat's, is the one each run was trained with: `cclgs train --protocol`)."""
-    _evaluate("lerf", runs, out, backend, scene, downscale)
+#: Benchmark name -> the help of its command (the reports describe each protocol in full).
+BENCHMARK_HELP = {
+    "lerf": "LERF-OVS: mIoU and localization accuracy per scene and mean (LangSplat's evaluation; the protocol, "
+    "held out or LangSplat's, is the one each run was trained with: `cclgs train --protocol`).",
+    "3dovs": "3D-OVS: mIoU over each scene's class list, per scene and mean (the paper leaves out 'room').",
+    "synthetic": "The synthetic world (a simulation): held-out views through the LERF-OVS evaluator.",
+}
 
 
-@eval_app.command("3dovs")
-def three_d_ovs(
-    runs: list[Path] = _RUNS,
-    out: Optional[Path] = _OUT,
-    backend: Optional[str] = _BACKEND,
-    scene: list[Path] = _SCENE,
-    downscale: Optional[int] = _DOWNSCALE,
-) -> None:
-    """3D-OVS: mIoU over each scene's class list, per scene and mean (the paper leaves out 'room')."""
-    _evaluate("3dovs", runs, out, backend, scene, downscale)
+def _benchmark_command(benchmark: str):
+    """The ``cclgs eval BENCHMARK`` command: every benchmark takes the same arguments."""
+
+    def evaluate(
+        runs: list[Path] = _RUNS,
+        out: Optional[Path] = _OUT,
+        backend: Optional[str] = _BACKEND,
+        scene: list[Path] = _SCENE,
+        downscale: Optional[int] = _DOWNSCALE,
+    ) -> None:
+        _evaluate(benchmark, runs, out, backend, scene, downscale)
+
+    return evaluate
 
 
-@eval_app.command("synthetic")
-def synthetic(
-    runs: list[Path] = _RUNS,
-    out: Optional[Path] = _OUT,
-    backend: Optional[str] = _BACKEND,
-    scene: list[Path] = _SCENE,
-    downscale: Optional[int] = _DOWNSCALE,
-) -> None:
-    """The synthetic world (a simulation): held-out views through the LERF-OVS evaluator."""
-    _evaluate("synthetic", runs, out, backend, scene, downscale)
+for _name, _help in BENCHMARK_HELP.items():
+    eval_app.command(_name, help=_help)(_benchmark_command(_name))
 
 
 def _evaluate(
