@@ -66,6 +66,13 @@ def installed_example(tmp_path_factory) -> Path:
     return site
 
 
+def run_pytest(test_file: Path, import_path: Path) -> subprocess.CompletedProcess:
+    """pytest on ``test_file`` in a fresh process that imports plugins from ``import_path`` too."""
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(import_path), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(test_file.parent)]
+    return subprocess.run([*command, str(test_file)], capture_output=True, text=True, env=environment)
+
+
 def test_cli_lists_the_installed_plugin(installed_example):
     result = run_cli("plugins", extra_path=installed_example)
     assert result.returncode == 0, result.stderr
@@ -93,27 +100,7 @@ def test_contract_suite_via_cli_and_pytest(installed_example, tmp_path):
     result = run_cli("plugins", "check", "grid-cell", "--set", "cells=3", extra_path=installed_example)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "5 passed" in result.stdout  # 3 tracker rules and 2 every kind shares
-    test_file = installed_example.parent / "tests" / "test_gridcell.py"
-    environment = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(installed_example), os.environ.get("PYTHONPATH", "")]),
-    }
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--rootdir",
-            str(test_file.parent),
-            str(test_file),
-        ],
-        capture_output=True,
-        text=True,
-        env=environment,
-    )
+    run = run_pytest(installed_example.parent / "tests" / "test_gridcell.py", installed_example)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "5 passed" in run.stdout
 
@@ -133,22 +120,6 @@ def test_the_compressor_example_passes_its_contract(tmp_path):
     examples = contributing_examples()
     for name in ("cclgs_trackmeans.py", "test_trackmeans.py"):
         (tmp_path / name).write_text(examples[name])
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--rootdir",
-            str(tmp_path),
-            "test_trackmeans.py",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])},
-    )
+    run = run_pytest(tmp_path / "test_trackmeans.py", tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "7 passed" in run.stdout  # 5 compressor rules and 2 every kind shares
