@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from helpers import run_cli
@@ -37,10 +38,14 @@ def test_fit_command_writes_gaussians_and_reports_psnr(tmp_path):
     lines = [line for line in result.stderr.splitlines() if line.startswith("fitting: ")]
     assert len(lines) == 40 and lines[-1].startswith("fitting: 40/40 (100%), ")
     step = r"fitting: 20/40 \(50%\), ([\d.,]+/s|[\d.]+ s each), elapsed \d:\d\d, ETA \d:\d\d"
-    assert re.fullmatch(step + r", PSNR [\d.]+ dB, \d+ Gaussians", lines[19]), lines[19]
+    assert re.fullmatch(step + r", PSNR [\d.]+ dB \(held-out [\d.]+ dB\), \d+ Gaussians", lines[19]), lines[19]
     assert len(read_gaussians(out)) > 0
-    psnr = float(re.search(r"held-out PSNR: mean ([\d.]+) dB", result.stdout).group(1))
-    assert psnr > 12.0  # a plain white image scores 6-7 dB on these views
+    assert re.search(r"held-out PSNR over 2 views: 0 s: [\d.]+ dB, .*\d+ s: [\d.]+ dB$", result.stdout.strip())
+    report = json.loads((tmp_path / "fitted_fit.json").read_text())
+    assert len(report["heldout_views"]) == 2  # the world's own test views, not every 8th
+    assert report["steps"] == 40
+    assert report["heldout_psnr_db"] == report["heldout"][-1]["heldout_psnr_db"]
+    assert report["heldout_psnr_db"] > 12.0  # a plain white image scores 6-7 dB on these views
 
 
 def test_fit_rejects_a_bad_background(tmp_path):
@@ -69,5 +74,5 @@ def test_fit_starts_from_random_points_without_sparse_points(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "starting from 3000 random points" in result.stdout
-    psnr = float(re.search(r"held-out PSNR: mean ([\d.]+) dB", result.stdout).group(1))
-    assert psnr > 12.0  # a plain white image scores 6-7 dB on these views
+    report = json.loads((tmp_path / "fitted_fit.json").read_text())
+    assert report["heldout_psnr_db"] > 12.0  # a plain white image scores 6-7 dB on these views

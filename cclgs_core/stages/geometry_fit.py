@@ -19,9 +19,11 @@ Nothing is written to disk: ``fit_geometry`` returns the Gaussians and a per-ste
 
 from __future__ import annotations
 
+import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -71,15 +73,40 @@ class FitConfig:
     seed: int = 0
     #: "auto", "cpu", "cuda" or "cuda:N" (``devices.resolve_device``).
     device: str = "auto"
+    #: Held-out PSNR every this many seconds of fitting, besides at the start and the end (0: only those).
+    heldout_every_seconds: float = 60.0
 
 
 @dataclass
 class FitResult:
-    """The fitted Gaussians (detached) and one log entry per step
-    (step, loss, l1, psnr of the training view, gaussians, seconds, sh_degree)."""
+    """The fitted Gaussians (detached), one log entry per step (step, loss, l1, psnr of the
+    training view, gaussians, seconds, sh_degree) and the held-out evaluations (step, seconds,
+    heldout_psnr_db: the mean over the scene's test frames; empty without test frames)."""
 
     gaussians: Gaussians
     log: list[dict[str, float]]
+    heldout: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def heldout_psnr_db(self) -> float | None:
+        """The final held-out PSNR (None without test frames)."""
+        return self.heldout[-1]["heldout_psnr_db"] if self.heldout else None
+
+
+#: nerfstudio's "interval" evaluation mode holds out every 8th view.
+HOLDOUT_INTERVAL = 8
+
+
+def hold_out_every(scene: Scene, interval: int = HOLDOUT_INTERVAL) -> Scene:
+    """``scene`` with frames 0, interval, 2 * interval, ... (in frame order) moved to "test",
+    as nerfstudio holds out views; unchanged when it already has test frames or ``interval`` is 0."""
+    if interval <= 0 or scene.split("test"):
+        return scene
+    frames = [
+        replace(frame, split="test") if position % interval == 0 else frame
+        for position, frame in enumerate(scene.frames)
+    ]
+    return replace(scene, frames=frames)
 
 
 def fit_geometry(
@@ -89,13 +116,16 @@ def fit_geometry(
     config: FitConfig | None = None,
     registry: Any = None,
     on_step: Callable[[dict[str, float]], None] | None = None,
+    on_heldout: Callable[[dict[str, float]], None] | None = None,
 ) -> FitResult:
-    """Fit Gaussians to the training frames of ``scene``.
+    """Fit Gaussians to the training frames of ``scene``; its test frames are evaluated (mean PSNR)
+    at the start, every ``config.heldout_every_seconds`` and at the end.
 
     points: (M, 3) float initial means (a sparse point cloud, M >= 1)
     colors: (M, 3) uint8 or float in [0, 1] initial colours (grey when None)
     registry: a ``PluginRegistry`` to take the backend from (the process-wide one by default)
     on_step: called with each log entry (progress display)
+    on_heldout: called with each held-out evaluation
     """
     config = config or FitConfig()
     frames = scene.split("train")
@@ -116,10 +146,26 @@ def fit_geometry(
     strategy, strategy_state = _strategy(config, params, optimizers, extent)
     decay = (config.lr_means_final / config.lr_means) ** (1.0 / max(config.steps, 1))
 
+    heldout_frames = scene.split("test")
+    heldout: list[dict[str, float]] = []
+
+    def evaluate_heldout(step: int, seconds: float) -> None:
+        if not heldout_frames:
+            return
+        with torch.no_grad():
+            current = gaussians_from_parameters(params, active_sh_degree(max(step, 1), config))
+            scores = evaluate(backend, current, heldout_frames, config.background)
+        entry = {"step": step, "seconds": seconds, "heldout_psnr_db": float(np.mean(scores))}
+        heldout.append(entry)
+        if on_heldout is not None:
+            on_heldout(entry)
+
     log: list[dict[str, float]] = []
     order: list[int] = []
     previous_seconds = 0.0
     start = time.perf_counter()
+    evaluate_heldout(0, 0.0)
+    next_evaluation = config.heldout_every_seconds
     for step in range(1, config.steps + 1):
         if not order:
             order = list(generator.permutation(len(frames)))
@@ -161,7 +207,10 @@ def fit_geometry(
             on_step(entry)
         if config.max_seconds and 2 * entry["seconds"] - previous_seconds > config.max_seconds:
             break  # another step as long as this one would exceed the time budget
-        previous_seconds = entry["seconds"]
+        if config.heldout_every_seconds > 0 and entry["seconds"] >= next_evaluation and step < config.steps:
+            evaluate_heldout(step, entry["seconds"])
+            next_evaluation += config.heldout_every_seconds
+        previous_seconds = time.perf_counter() - start
     with torch.no_grad():
         fitted = gaussians_from_parameters(params, config.sh_degree)
         fitted = Gaussians(
@@ -170,7 +219,8 @@ def fit_geometry(
                 for t in (fitted.means, fitted.quats, fitted.log_scales, fitted.opacity_logits, fitted.sh)
             )
         )
-    return FitResult(gaussians=fitted, log=log)
+    evaluate_heldout(log[-1]["step"], time.perf_counter() - start)
+    return FitResult(gaussians=fitted, log=log, heldout=heldout)
 
 
 # -- parameters ------------------------------------------------------------------------------
@@ -381,3 +431,24 @@ def evaluate(
         target = torch.from_numpy(frame.load_image()).to(gaussians.means.device).float() / 255.0
         scores.append(psnr(render_rgb(backend, gaussians, frame.camera, background), target))
     return scores
+
+
+def write_fit_report(path: Path, result: FitResult, config: FitConfig, scene: Scene) -> Path:
+    """JSON beside the fitted .ply: the settings, the held-out PSNR curve and its final value."""
+    from cclgs_core.plumbing.cache import atomic_write_text
+
+    last = result.log[-1]
+    final = result.heldout_psnr_db
+    report = {
+        "heldout_psnr_db": None if final is None else round(final, 3),
+        "seconds": round(last["seconds"], 1),
+        "steps": int(last["step"]),
+        "gaussians": len(result.gaussians),
+        "train_views": len(scene.split("train")),
+        "heldout_views": [frame.name for frame in scene.split("test")],
+        "resolution": f"{scene.frames[0].camera.width}x{scene.frames[0].camera.height}",
+        "heldout": [{key: round(float(value), 3) for key, value in entry.items()} for entry in result.heldout],
+        "settings": {key: value for key, value in asdict(config).items()},
+    }
+    atomic_write_text(path, json.dumps(report, indent=2) + "\n")
+    return path

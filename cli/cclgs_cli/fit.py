@@ -38,15 +38,26 @@ def fit(
     ),
     random_points: int = typer.Option(50_000, help="How many random points --init random starts from."),
     device: str = typer.Option("auto", help="Device: auto (CUDA when available, else the CPU), cpu, cuda or cuda:N."),
+    holdout_every: int = typer.Option(
+        8,
+        help="When the scene has no test views, hold out every Nth view (frames 0, N, 2N, ...), as nerfstudio "
+        "does, and report their PSNR as the fit goes (0: fit on every view).",
+    ),
+    heldout_every_seconds: float = typer.Option(60.0, help="Evaluate the held-out views every this many seconds."),
 ) -> None:
     """Fit RGB 3DGS from posed images, starting from the scene's sparse points or random points, with
     densification."""
     from cclgs_cli.progress import progress_bar
     from cclgs_core.datasets import load_points, load_scene
     from cclgs_core.errors import ConfigError
-    from cclgs_core.plumbing.registry import get_registry
     from cclgs_core.scene.ply import write_gaussians
-    from cclgs_core.stages.geometry_fit import FitConfig, evaluate, fit_geometry, random_initialisation
+    from cclgs_core.stages.geometry_fit import (
+        FitConfig,
+        fit_geometry,
+        hold_out_every,
+        random_initialisation,
+        write_fit_report,
+    )
 
     try:
         colour = tuple(float(value) for value in background.split(","))
@@ -54,30 +65,39 @@ def fit(
         colour = ()
     if len(colour) != 3 or not all(0.0 <= value <= 1.0 for value in colour):
         raise ConfigError(f"--background {background!r}: give r,g,b in [0, 1], e.g. 1,1,1 for white")
-    loaded = load_scene(scene, downscale=downscale)
+    loaded = hold_out_every(load_scene(scene, downscale=downscale), holdout_every)
     if init is InitialPoints.points or (init is InitialPoints.auto and loaded.points_path is not None):
         points, colours = load_points(loaded)
     else:
         points, colours = random_initialisation(loaded, random_points, seed)
         typer.echo(f"starting from {random_points} random points (no sparse points used)")
     config = FitConfig(
-        steps=steps, max_seconds=max_seconds, backend=backend, background=colour, seed=seed, device=device
+        steps=steps,
+        max_seconds=max_seconds,
+        backend=backend,
+        background=colour,
+        seed=seed,
+        device=device,
+        heldout_every_seconds=heldout_every_seconds,
     )
+    heldout_views = len(loaded.split("test"))
+    latest_heldout = ""
     with progress_bar() as progress:
 
         def on_step(entry: dict[str, float]) -> None:
-            status = f"PSNR {entry['psnr']:.1f} dB, {int(entry['gaussians'])} Gaussians"
+            status = f"PSNR {entry['psnr']:.1f} dB{latest_heldout}, {int(entry['gaussians'])} Gaussians"
             progress("fitting", int(entry["step"]), steps, status)
 
-        result = fit_geometry(loaded, points, colours, config, on_step=on_step)
+        def on_heldout(entry: dict[str, float]) -> None:
+            nonlocal latest_heldout
+            latest_heldout = f" (held-out {entry['heldout_psnr_db']:.1f} dB)"
+
+        result = fit_geometry(loaded, points, colours, config, on_step=on_step, on_heldout=on_heldout)
     destination = out or scene / "cclgs" / "fitted_gaussians.ply"
     destination.parent.mkdir(parents=True, exist_ok=True)
     write_gaussians(destination, result.gaussians)
-    typer.echo(f"{len(result.gaussians)} Gaussians written to {destination}")
-    if loaded.split("test"):
-        renderer = get_registry().create("field_backend", backend)
-        scores = evaluate(renderer, result.gaussians, loaded.split("test"), colour)
-        typer.echo(
-            f"held-out PSNR: mean {sum(scores) / len(scores):.2f} dB, min {min(scores):.2f} dB over {len(scores)} "
-            "test views"
-        )
+    report = write_fit_report(destination.with_name(destination.stem + "_fit.json"), result, config, loaded)
+    typer.echo(f"{len(result.gaussians)} Gaussians written to {destination}; report: {report}")
+    if result.heldout:
+        curve = ", ".join(f"{entry['seconds']:.0f} s: {entry['heldout_psnr_db']:.2f} dB" for entry in result.heldout)
+        typer.echo(f"held-out PSNR over {heldout_views} views: {curve}")
