@@ -41,7 +41,13 @@ import torch
 
 from cclgs_core.plumbing.registry import get_registry
 from cclgs_core.scene.gaussians import Gaussians, rgb_to_sh_dc
-from cclgs_core.stages.geometry_fit import FitConfig, fit_geometry, hold_out_every, random_initialisation
+from cclgs_core.stages.geometry_fit import (
+    FitConfig,
+    coarse_to_fine_schedule,
+    fit_geometry,
+    hold_out_every,
+    random_initialisation,
+)
 from cclgs_core.testing.backends import look_at
 from cclgs_core.types import Camera, Frame, Scene
 
@@ -144,6 +150,12 @@ def main() -> int:
     parser.add_argument(
         "--background", type=float, nargs=3, default=None, help="RGB in [0, 1] (default: world.json's, else black)"
     )
+    parser.add_argument(
+        "--schedule",
+        default="auto",
+        help="coarse to fine as progress:scale pairs, e.g. 0:0.25,0.3:0.5,0.65:1 (progress: fraction of the "
+        "budget); auto: what `cclgs fit` uses; 0:1: full resolution throughout",
+    )
     parser.add_argument("--random-points", type=int, default=50_000, help="start points without sparse points")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
@@ -167,6 +179,9 @@ def main() -> int:
             background=background,
             seed=args.seed,
             heldout_every_seconds=args.evaluate_every,
+            resolution_schedule=coarse_to_fine_schedule(scene.split("train"))
+            if args.schedule == "auto"
+            else tuple(tuple(float(x) for x in pair.split(":")) for pair in args.schedule.split(",")),
         )
         table = CurveTable()
         result = fit_geometry(scene, points, colours, config, on_step=table.step, on_heldout=table.heldout)

@@ -118,3 +118,48 @@ def test_random_initialisation_fills_the_stated_box_or_splatfacto_cube():
     assert (boxed >= scene.bounds[0]).all() and (boxed <= scene.bounds[1]).all()
     np.testing.assert_allclose(boxed.max(axis=0) - boxed.min(axis=0), [2, 4, 6], atol=0.05)
     np.testing.assert_array_equal(random_initialisation(scene, 10, seed=1)[0], random_initialisation(scene, 10, 1)[0])
+
+
+def test_a_coarse_to_fine_schedule_renders_smaller_views_first_and_still_learns(tiny_scene, monkeypatch):
+    scene, truth = tiny_scene
+    points = truth.means.numpy() + np.random.default_rng(1).normal(scale=0.1, size=truth.means.shape)
+    backend = PluginRegistry().create("field_backend", "torch")
+    widths = []
+    render = type(backend).render
+
+    def recording_render(self, gaussians, features, camera):
+        widths.append(camera.width)
+        return render(self, gaussians, features, camera)
+
+    monkeypatch.setattr(type(backend), "render", recording_render)
+    start = gaussians_from_parameters(initial_parameters(points, None, 0, 0.1), 0)
+    before = float(np.mean(evaluate(backend, start, scene.frames)))
+    widths.clear()
+    schedule = ((0.0, 0.5), (0.5, 1.0))
+    config = FitConfig(
+        steps=120, sh_degree=0, refine_start=40, refine_every=40, lr_means=1e-3, resolution_schedule=schedule
+    )
+    result = fit_geometry(scene, points, config=config)
+    assert widths == [18] * 60 + [36] * 60  # half resolution for the first half of the steps
+    after = float(np.mean(evaluate(backend, result.gaussians, scene.frames)))
+    assert after > before + 4.0, (before, after)
+
+
+@pytest.mark.parametrize(
+    "schedule", [(), ((0.2, 0.5),), ((0.0, 0.5), (0.0, 1.0)), ((0.0, 1.5),), ((0.0, 1.0), (1.0, 1.0))]
+)
+def test_a_malformed_resolution_schedule_is_a_config_error(tiny_scene, schedule):
+    scene, truth = tiny_scene
+    with pytest.raises(ConfigError, match="resolution_schedule"):
+        fit_geometry(scene, truth.means.numpy(), config=FitConfig(steps=1, resolution_schedule=schedule))
+
+
+def test_the_default_coarse_to_fine_schedule_skips_levels_below_64_pixels(tiny_scene):
+    from cclgs_core.stages.geometry_fit import coarse_to_fine_schedule
+
+    scene, _ = tiny_scene  # 36 x 36 views: no coarse level
+    assert coarse_to_fine_schedule(scene.frames) == ((0.0, 1.0),)
+    fox_quarter = [Frame(0, "f", Path("f.png"), Camera(np.eye(4), 1, 1, 0, 0, 270, 480))]
+    assert coarse_to_fine_schedule(fox_quarter) == ((0.0, 0.25), (0.3, 0.5), (0.65, 1.0))
+    fox_eighth = [Frame(0, "f", Path("f.png"), Camera(np.eye(4), 1, 1, 0, 0, 135, 240))]
+    assert coarse_to_fine_schedule(fox_eighth) == ((0.0, 0.5), (0.65, 1.0))

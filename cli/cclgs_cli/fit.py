@@ -44,6 +44,11 @@ def fit(
         "does, and report their PSNR as the fit goes (0: fit on every view).",
     ),
     heldout_every_seconds: float = typer.Option(60.0, help="Evaluate the held-out views every this many seconds."),
+    coarse_to_fine: bool = typer.Option(
+        True,
+        help="Train at 1/4 of the resolution for the first 30% of the budget (--max-seconds, else --steps), 1/2 "
+        "until 65%, then full; levels shorter than 64 px are skipped.",
+    ),
 ) -> None:
     """Fit RGB 3DGS from posed images, starting from the scene's sparse points or random points, with
     densification."""
@@ -53,6 +58,7 @@ def fit(
     from cclgs_core.scene.ply import write_gaussians
     from cclgs_core.stages.geometry_fit import (
         FitConfig,
+        coarse_to_fine_schedule,
         fit_geometry,
         hold_out_every,
         random_initialisation,
@@ -79,6 +85,7 @@ def fit(
         seed=seed,
         device=device,
         heldout_every_seconds=heldout_every_seconds,
+        resolution_schedule=coarse_to_fine_schedule(loaded.split("train")) if coarse_to_fine else ((0.0, 1.0),),
     )
     heldout_views = len(loaded.split("test"))
     latest_heldout = ""
