@@ -4,7 +4,11 @@ Starting from a sparse point cloud, the Gaussians' means, log-scales, quaternion
 and SH colours are optimised with Adam (the per-parameter learning rates of 3DGS, the means' rate
 scaled by the scene extent and decayed exponentially) against ``(1 - w) L1 + w (1 - SSIM)``,
 rendering one training view per step through a field backend chosen by name (default
-``torch``). SH degrees are switched on one at a time.
+``torch``). SH degrees are switched on one at a time. Views may be rendered coarse to fine
+(``FitConfig.resolution_schedule``, ``COARSE_TO_FINE`` in ``cclgs fit``): a step costs about the
+pixels the Gaussians cover, so early steps at a quarter of the resolution are many times cheaper.
+The scene's test frames (``hold_out_every`` makes every 8th one a test frame) are evaluated as the
+fit goes.
 
 Densification is gsplat's ``DefaultStrategy`` (clone small / split large Gaussians with large
 screen-space gradients, prune transparent ones, optional opacity resets). It is pure torch: its
