@@ -33,6 +33,14 @@ class TestTorchBackend(FieldBackendContract):
         return _registry.create("field_backend", "torch", {"tile_size": request.param, "batch_elements": 20_000})
 
 
+class TestTorchBackendRecomputingWeights(FieldBackendContract):
+    """The bounded-memory path of large views: backward recomputes the blending weights."""
+
+    @pytest.fixture
+    def backend(self):
+        return _registry.create("field_backend", "torch", {"batch_elements": 20_000, "keep_weights_up_to": 0})
+
+
 class TestCachedBackend(FieldBackendContract):
     @pytest.fixture
     def backend(self):
@@ -168,7 +176,9 @@ def test_composite_gradients_match_finite_differences():
     slots = torch.tensor([[0, 1, 2, 3, 7], [4, 5, 6, 7, 7]])  # two 4 x 4 tiles; row 7 is padding
     origins = torch.tensor([[0.0, 0.0], [4.0, 0.0]], dtype=torch.float64)
     monomials = pixel_monomials(4, torch.float64, torch.device("cpu"))
-    assert torch.autograd.gradcheck(lambda t: _CompositeTiles.apply(t, slots, origins, monomials), (table,), atol=1e-6)
+    for keep_weights in (True, False):  # kept from the forward pass, or recomputed in backward
+        composite = lambda t, keep=keep_weights: _CompositeTiles.apply(t, slots, origins, monomials, keep)  # noqa: E731
+        assert torch.autograd.gradcheck(composite, (table,), atol=1e-6)
 
 
 def test_gsplat_channel_padding():

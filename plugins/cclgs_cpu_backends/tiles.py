@@ -267,16 +267,25 @@ class _CompositeTiles(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, table, slots, origins, monomials):
+    def forward(ctx, table, slots, origins, monomials, keep_weights):
         rows = table[slots]  # (B, G, 6 + C')
         alpha, before = blend_weights(rows, origins, monomials)
-        ctx.save_for_backward(table, slots, origins, monomials, alpha, before)
+        ctx.kept_weights = keep_weights
+        if keep_weights:
+            ctx.save_for_backward(table, slots, origins, monomials, alpha, before)
+        else:  # bounded memory: the (B, P, G) weights are recomputed in backward
+            ctx.save_for_backward(table, slots, origins, monomials)
         return torch.bmm(alpha * before, rows[..., _GEOMETRY_COLUMNS:])
 
     @staticmethod
     def backward(ctx, grad_out):
-        table, slots, origins, monomials, alpha, before = ctx.saved_tensors
-        rows = table[slots]
+        if ctx.kept_weights:
+            table, slots, origins, monomials, alpha, before = ctx.saved_tensors
+            rows = table[slots]
+        else:
+            table, slots, origins, monomials = ctx.saved_tensors
+            rows = table[slots]
+            alpha, before = blend_weights(rows, origins, monomials)
         values = rows[..., _GEOMETRY_COLUMNS:]
         weights = alpha * before  # (B, P, G)
         grad_values = torch.bmm(weights.transpose(1, 2), grad_out)  # (B, G, C')
@@ -312,13 +321,23 @@ class _CompositeTiles(torch.autograd.Function):
             dim=-1,
         )  # (B, G, 6 + C')
         grad_table = torch.zeros_like(table).index_add_(0, slots.reshape(-1), grad_rows.reshape(-1, table.shape[1]))
-        return grad_table, None, None, None
+        return grad_table, None, None, None, None
 
 
-def composite(splats: Splats, values: torch.Tensor, camera: Camera, tile_size: int, max_elements: int) -> torch.Tensor:
+def composite(
+    splats: Splats,
+    values: torch.Tensor,
+    camera: Camera,
+    tile_size: int,
+    max_elements: int,
+    keep_weights_up_to: int | None = None,
+) -> torch.Tensor:
     """Blend per-Gaussian values into an image.
 
     values: (V, C') aligned with ``splats`` (front to back). Returns (H, W, C').
+    keep_weights_up_to: when the view's blending weights (tiles x pixels x Gaussians in all) number
+    more, backward recomputes them batch by batch instead of keeping them, so memory stays about one
+    batch (None: always keep them).
     """
     height, width = camera.height, camera.width
     channels = values.shape[1]
@@ -330,9 +349,12 @@ def composite(splats: Splats, values: torch.Tensor, camera: Camera, tile_size: i
     )  # (V, 6 + C')
     table = torch.cat([table, table.new_zeros(1, table.shape[1])])  # padding row
     monomials = pixel_monomials(tile_size, dtype, table.device)
+    batches = list(tile_batches(splats, camera, tile_size, max_elements))
+    elements = sum(batch.slots.numel() for batch in batches) * tile_size * tile_size
+    keep_weights = keep_weights_up_to is None or elements <= keep_weights_up_to
     tile_ids, tile_outputs = [], []
-    for batch in tile_batches(splats, camera, tile_size, max_elements):
-        tile_outputs.append(_CompositeTiles.apply(table, batch.slots, batch.origins, monomials))
+    for batch in batches:
+        tile_outputs.append(_CompositeTiles.apply(table, batch.slots, batch.origins, monomials, keep_weights))
         tile_ids.append(batch.tiles)
     if not tile_outputs:  # nothing visible: an empty sum over Gaussians
         return (values.new_zeros(height * width, 0) @ values[:0]).reshape(height, width, channels)

@@ -19,7 +19,10 @@ class TorchBackend:
     Same result as ``cclgs_core.scene.reference_render.render_dense`` (to float rounding) at a cost
     proportional to the pixels each Gaussian actually covers: Gaussians are culled where their
     alpha falls below 1/255, binned to ``tile_size`` tiles, and each tile is blended against its
-    own Gaussians, ``batch_elements`` (tiles x pixels x Gaussians) at a time.
+    own Gaussians, ``batch_elements`` (tiles x pixels x Gaussians) at a time. Backward needs the
+    blending weights: a view with at most ``keep_weights_up_to`` of them (8 bytes each) keeps them
+    from the forward pass; a larger one recomputes them batch by batch, which bounds memory (a
+    1080 x 1920 photo can need over a billion) at the cost of a second blending pass.
 
     ``RenderOutput.extras`` holds "means2d" (V, 2), "gaussian_ids" (V,) and "radii" (V,) of the
     V Gaussians drawn, front to back, as gsplat's packed mode names them (for densification).
@@ -27,15 +30,17 @@ class TorchBackend:
 
     differentiable = True
 
-    def __init__(self, tile_size: int = 8, batch_elements: int = 2_000_000):
-        if tile_size < 1 or batch_elements < 1:
+    def __init__(self, tile_size: int = 8, batch_elements: int = 2_000_000, keep_weights_up_to: int = 200_000_000):
+        if tile_size < 1 or batch_elements < 1 or keep_weights_up_to < 0:
             from cclgs_core import ConfigError
 
             raise ConfigError(
-                f"torch backend: tile_size and batch_elements must be positive, got {tile_size}, {batch_elements}"
+                f"torch backend: tile_size and batch_elements must be positive and keep_weights_up_to not negative, "
+                f"got {tile_size}, {batch_elements}, {keep_weights_up_to}"
             )
         self.tile_size = tile_size
         self.batch_elements = batch_elements
+        self.keep_weights_up_to = keep_weights_up_to
 
     def prepare(self, gaussians: "Gaussians", cameras: Sequence[Camera]) -> None:
         """Nothing to precompute: geometry may change between renders."""
@@ -56,7 +61,9 @@ class TorchBackend:
         values = torch.cat(
             [features[splats.ids].to(dtype), splats.depths[:, None], torch.ones_like(splats.depths)[:, None]], dim=1
         )  # (V, C + 2): features, depth, 1 (whose blend is alpha)
-        image = composite(splats, values, camera, self.tile_size, self.batch_elements)  # (H, W, C + 2)
+        image = composite(
+            splats, values, camera, self.tile_size, self.batch_elements, self.keep_weights_up_to
+        )  # (H, W, C + 2)
         alpha = image[..., channels + 1]
         depth = torch.where(alpha > 0, image[..., channels] / alpha.clamp_min(1e-12), torch.zeros_like(alpha))
         return RenderOutput(
