@@ -33,7 +33,6 @@ import platform
 import resource
 import sys
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +44,9 @@ from cclgs_core.stages.geometry_fit import (
     FitConfig,
     coarse_to_fine_schedule,
     fit_geometry,
+    fit_report,
     hold_out_every,
-    random_initialisation,
+    starting_points,
 )
 from cclgs_core.testing.backends import look_at
 from cclgs_core.types import Camera, Frame, Scene
@@ -118,17 +118,14 @@ def build_toy_scene(directory: Path, seed: int = 0) -> tuple[Scene, np.ndarray, 
 
 
 def load_scene_and_points(
-    path: Path, downscale: int, args: argparse.Namespace
+    path: Path, downscale: int, random_points: int, seed: int
 ) -> tuple[Scene, np.ndarray, np.ndarray, tuple[float, float, float] | None]:
-    """A scene with its sparse points (random points without them); the background from a
-    synthetic world's world.json."""
-    from cclgs_core.datasets import load_points, load_scene
+    """A scene with its sparse points (random points without them, as ``cclgs fit`` starts); the
+    background from a synthetic world's world.json."""
+    from cclgs_core.datasets import load_scene
 
     scene = load_scene(path, downscale=downscale)
-    if scene.points_path is not None:
-        points, colours = load_points(scene)
-    else:
-        points, colours = random_initialisation(scene, args.random_points, args.seed)
+    points, colours = starting_points(scene, "auto", random_points, seed)
     background = None
     world = Path(path) / "world.json"
     if world.is_file():
@@ -169,7 +166,9 @@ def main() -> int:
         if args.toy:
             scene, points, colours, background = build_toy_scene(Path(scratch), args.seed)
         else:
-            scene, points, colours, background = load_scene_and_points(args.scene, args.downscale, args)
+            scene, points, colours, background = load_scene_and_points(
+                args.scene, args.downscale, args.random_points, args.seed
+            )
         scene = hold_out_every(scene)
         background = tuple(args.background) if args.background else (background or (0.0, 0.0, 0.0))
         config = FitConfig(
@@ -186,30 +185,22 @@ def main() -> int:
         table = CurveTable()
         result = fit_geometry(scene, points, colours, config, on_step=table.step, on_heldout=table.heldout)
 
-    last = result.log[-1]
     report = {
-        "heldout_psnr_db": round(result.heldout_psnr_db, 2),
-        "seconds": round(last["seconds"], 1),
+        **fit_report(result, config, scene),
         "peak_memory_gb": round(peak_memory_gb(), 2),
         "scene": "toy" if args.toy else str(args.scene),
         "downscale": args.downscale,
-        "resolution": f"{scene.frames[0].camera.width}x{scene.frames[0].camera.height}",
-        "train_views": len(scene.split("train")),
-        "heldout_views": len(scene.split("test")),
         "initial_points": "sparse" if args.toy or scene.points_path is not None else f"{args.random_points} random",
         "threads": args.threads,
-        "steps_done": int(last["step"]),
         "gaussians_initial": int(len(points)),
-        "gaussians_final": int(len(result.gaussians)),
         "target": "held-out PSNR >= 20 dB within 600 s on 2 cores",
-        "met": bool(result.heldout_psnr_db >= 20.0 and last["seconds"] <= 600.0),
         "machine": platform.processor() or platform.machine(),
-        "settings": {key: value for key, value in asdict(config).items()},
         "curve": table.rows,
     }
+    report["met"] = bool(report["heldout_psnr_db"] >= 20.0 and report["seconds"] <= 600.0)
     print()
     for key, value in report.items():
-        if key not in ("curve", "settings"):
+        if key not in ("curve", "heldout", "settings"):
             print(f"{key:<18}  {value}")
     print(f"{'settings':<18}  {json.dumps(report['settings'])}")
     output = args.output or RESULTS / ("fit_toy.json" if args.toy else "fit.json")

@@ -90,7 +90,6 @@ def coerce(value: Any, hint: Any) -> Any:
     origin = typing.get_origin(hint)
     arguments = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        errors = []
         for option in arguments:
             if option is type(None):
                 if value is None:
@@ -98,8 +97,8 @@ def coerce(value: Any, hint: Any) -> Any:
                 continue
             try:
                 return coerce(value, option)
-            except (TypeError, ValueError) as error:
-                errors.append(str(error))
+            except (TypeError, ValueError):
+                continue
         raise TypeError(f"{value!r} matches none of {hint}")
     if origin is typing.Literal:
         if value not in arguments:

@@ -266,6 +266,22 @@ def random_initialisation(scene: Scene, count: int, seed: int = 0) -> tuple[np.n
     return points, generator.random((count, 3))
 
 
+def starting_points(
+    scene: Scene, init: str = "auto", random_points: int = 50_000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Where a fit starts: the scene's sparse points ("points"), splatfacto's random points
+    ("random", ``random_initialisation``), or "auto": points when the scene has them, else random.
+
+    Returns (M, 3) points and (M, 3) colours (uint8 or float in [0, 1])."""
+    from cclgs_core.datasets import load_points
+
+    if init not in ("auto", "points", "random"):
+        raise ConfigError(f"geometry fit: init must be auto, points or random, got {init!r}")
+    if init == "points" or (init == "auto" and scene.points_path is not None):
+        return load_points(scene)
+    return random_initialisation(scene, random_points, seed)
+
+
 def initial_parameters(
     points: np.ndarray, colors: np.ndarray | None, sh_degree: int, initial_opacity: float
 ) -> dict[str, torch.nn.Parameter]:
@@ -491,13 +507,12 @@ def evaluate(
     return scores
 
 
-def write_fit_report(path: Path, result: FitResult, config: FitConfig, scene: Scene) -> Path:
-    """JSON beside the fitted .ply: the settings, the held-out PSNR curve and its final value."""
-    from cclgs_core.plumbing.cache import atomic_write_text
-
+def fit_report(result: FitResult, config: FitConfig, scene: Scene) -> dict[str, Any]:
+    """What a fit reached and how: the final held-out PSNR, time, size, views, the held-out curve
+    and the settings (JSON-ready)."""
     last = result.log[-1]
     final = result.heldout_psnr_db
-    report = {
+    return {
         "heldout_psnr_db": None if final is None else round(final, 3),
         "seconds": round(last["seconds"], 1),
         "steps": int(last["step"]),
@@ -506,7 +521,13 @@ def write_fit_report(path: Path, result: FitResult, config: FitConfig, scene: Sc
         "heldout_views": [frame.name for frame in scene.split("test")],
         "resolution": f"{scene.frames[0].camera.width}x{scene.frames[0].camera.height}",
         "heldout": [{key: round(float(value), 3) for key, value in entry.items()} for entry in result.heldout],
-        "settings": {key: value for key, value in asdict(config).items()},
+        "settings": asdict(config),
     }
-    atomic_write_text(path, json.dumps(report, indent=2) + "\n")
+
+
+def write_fit_report(path: Path, result: FitResult, config: FitConfig, scene: Scene) -> Path:
+    """``fit_report`` as JSON beside the fitted .ply."""
+    from cclgs_core.plumbing.cache import atomic_write_text
+
+    atomic_write_text(path, json.dumps(fit_report(result, config, scene), indent=2) + "\n")
     return path

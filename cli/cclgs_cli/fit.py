@@ -53,7 +53,7 @@ def fit(
     """Fit RGB 3DGS from posed images, starting from the scene's sparse points or random points, with
     densification."""
     from cclgs_cli.progress import progress_bar
-    from cclgs_core.datasets import load_points, load_scene
+    from cclgs_core.datasets import load_scene
     from cclgs_core.errors import ConfigError
     from cclgs_core.scene.ply import write_gaussians
     from cclgs_core.stages.geometry_fit import (
@@ -61,7 +61,7 @@ def fit(
         coarse_to_fine_schedule,
         fit_geometry,
         hold_out_every,
-        random_initialisation,
+        starting_points,
         write_fit_report,
     )
 
@@ -72,10 +72,8 @@ def fit(
     if len(colour) != 3 or not all(0.0 <= value <= 1.0 for value in colour):
         raise ConfigError(f"--background {background!r}: give r,g,b in [0, 1], e.g. 1,1,1 for white")
     loaded = hold_out_every(load_scene(scene, downscale=downscale), holdout_every)
-    if init is InitialPoints.points or (init is InitialPoints.auto and loaded.points_path is not None):
-        points, colours = load_points(loaded)
-    else:
-        points, colours = random_initialisation(loaded, random_points, seed)
+    points, colours = starting_points(loaded, init.value, random_points, seed)
+    if init is InitialPoints.random or loaded.points_path is None:  # (init points without points raised)
         typer.echo(f"starting from {random_points} random points (no sparse points used)")
     config = FitConfig(
         steps=steps,
