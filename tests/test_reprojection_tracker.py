@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from cclgs_core.scene.correspondence import lift_pixels, project_visible
 from cclgs_core.types import Camera
-from cclgs_reprojection.tracker import cluster_links, containment, iou_from_containments, lift_pixels, project_visible
+from cclgs_reprojection.tracker import cluster_links, containment, iou_from_containments
 
 
 def test_containment_counts_only_seen_points():

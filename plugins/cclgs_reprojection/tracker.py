@@ -35,40 +35,7 @@ from typing import Sequence
 import numpy as np
 
 from cclgs_core import UNLABELED, Camera, ConfigError, DataError, Frame, Scene, SegmentMap
-from cclgs_core.helpers.devices import to_host
-
-
-def lift_pixels(rows: np.ndarray, cols: np.ndarray, depth: np.ndarray, camera: Camera) -> np.ndarray:
-    """World points of pixels (rows, cols: (P,) int) with camera depths (P,): returns (P, 3)."""
-    x = (cols + 0.5 - camera.cx) / camera.fx * depth
-    y = (rows + 0.5 - camera.cy) / camera.fy * depth
-    points_camera = np.stack([x, y, depth, np.ones_like(depth)], axis=-1)  # (P, 4)
-    return (points_camera @ camera.camera_to_world.T)[:, :3]
-
-
-def project_visible(
-    points: np.ndarray, camera: Camera, depth: np.ndarray, valid: np.ndarray, tolerance: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Which world points (P, 3) a view sees, and where.
-
-    depth: (H, W) the view's rendered depth; valid: (H, W) bool pixels with geometry. A point
-    is seen when it projects inside the image, in front of the camera, onto a valid pixel, with
-    a camera depth within ``tolerance`` (relative) of the rendered one.
-    Returns seen (P,) bool and pixel (P,) int64 flat index row * W + col (meaningful where seen).
-    """
-    height, width = depth.shape
-    homogeneous = np.concatenate([points, np.ones((len(points), 1))], axis=1)  # (P, 4)
-    camera_points = homogeneous @ camera.world_to_camera.T  # (P, 4)
-    z = camera_points[:, 2]
-    front = z > 1e-6
-    safe_z = np.where(front, z, 1.0)
-    cols = np.floor(camera_points[:, 0] / safe_z * camera.fx + camera.cx).astype(np.int64)
-    rows = np.floor(camera_points[:, 1] / safe_z * camera.fy + camera.cy).astype(np.int64)
-    seen = front & (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)
-    pixel = np.where(seen, rows * width + cols, 0)  # (P,)
-    surface = depth.reshape(-1)[pixel]
-    seen &= valid.reshape(-1)[pixel] & (np.abs(z - surface) <= tolerance * surface)
-    return seen, pixel
+from cclgs_core.scene.correspondence import lift_pixels, neighbouring_view_pairs, project_visible, render_geometry
 
 
 def containment(
@@ -185,8 +152,6 @@ class ReprojectionTracker:
 
     def _depths(self, scene: Scene, frames: Sequence[Frame]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per frame: rendered depth (H, W) float64 and alpha >= min_alpha (H, W) bool."""
-        import torch
-
         from cclgs_core import get_registry
         from cclgs_core.scene.ply import read_gaussians
 
@@ -197,16 +162,10 @@ class ReprojectionTracker:
                 'PATH.ply`, set gaussians_file_path in transforms.json or the tracker option gaussians = "PATH.ply" '
                 "(no .ply yet: make one with `cclgs fit`)"
             )
-        gaussians = read_gaussians(path)
         backend = get_registry().create("field_backend", self.renderer)
-        backend.prepare(gaussians, [frame.camera for frame in frames])
-        blank = torch.zeros(len(gaussians), 1)
-        result = []
-        with torch.no_grad():
-            for frame in frames:
-                output = backend.render(gaussians, blank, frame.camera)
-                result.append((to_host(output.depth).astype(np.float64), to_host(output.alpha) >= self.min_alpha))
-        return result
+        cameras = [frame.camera for frame in frames]
+        geometry = render_geometry(read_gaussians(path), cameras, backend, self.min_alpha)
+        return [(view.depth, view.valid) for view in geometry]
 
     def _mask_points(
         self, segments: np.ndarray, depth: np.ndarray, valid: np.ndarray, camera: Camera
@@ -221,16 +180,6 @@ class ReprojectionTracker:
         rows, cols = np.nonzero(keep & grid)
         return lift_pixels(rows, cols, depth[rows, cols], camera), segments[rows, cols].astype(np.int64)
 
-    def _view_pairs(self, frames: Sequence[Frame]) -> list[tuple[int, int]]:
-        """Unordered pairs (u, v), u < v, of views where one is among the other's neighbours."""
-        from cclgs_core.scene.cameras import view_distances
-
-        count = len(frames)
-        distance = view_distances([frame.camera.camera_to_world for frame in frames])  # (V, V)
-        nearest = np.argsort(distance, axis=1, kind="stable")[:, : min(self.neighbours, count - 1)]  # (V, k)
-        pairs = {(min(u, int(v)), max(u, int(v))) for u in range(count) for v in nearest[u]}
-        return sorted(pairs)
-
     def track(self, scene: Scene, frames: Sequence[Frame], segment_maps: Sequence[SegmentMap]) -> list[np.ndarray]:
         """Returns per view an (M_t,) int64 array of track ids, -1 for masks in no track."""
         counts = [segment_map.num_masks for segment_map in segment_maps]
@@ -244,7 +193,7 @@ class ReprojectionTracker:
         ]
         offsets = np.concatenate([[0], np.cumsum(counts)])  # (V + 1,) first global id of each view's masks
         links_a, links_b, link_ious = [], [], []
-        for u, v in self._view_pairs(frames):
+        for u, v in neighbouring_view_pairs([frame.camera for frame in frames], self.neighbours):
             if counts[u] == 0 or counts[v] == 0:
                 continue
             forward = self._containment(points[u], counts[u], segment_maps[v], depths[v], frames[v].camera)  # (Mu, Mv)
