@@ -33,7 +33,7 @@ Pixels an embedding source does not cover (no mask, no rendered opacity) take no
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 
@@ -84,31 +84,23 @@ class MaskEmbeddings:
         return np.asarray(self.mask_labels[view], dtype=np.int64)[self.segments[view].reshape(-1)[pixels]]
 
 
+@dataclass
 class FieldEmbeddings:
-    """A trained semantic field rendered in every camera and decoded per pixel at one level.
+    """A trained semantic field rendered in every view (``render_field``) and decoded per pixel
+    at one level. A codebook field's labels are its argmax prototypes; an autoencoder's field
+    has none.
 
-    field: a SemanticField; gaussians: its Gaussians; backend: a field backend. Pixels with
-    rendered opacity at least ``min_alpha`` are covered. A codebook field's labels are its argmax
-    prototypes; an autoencoder's field has none.
+    field: a SemanticField; rendered: per view (H * W, levels * d_f) features; covered: per
+    view (H, W) bool pixels with enough rendered opacity.
     """
 
-    def __init__(self, field, gaussians, backend, cameras: Sequence, level: str, min_alpha: float = 0.5):
-        import torch
-
-        from cclgs_core.helpers.devices import to_host
-
-        self.field = field
-        self.level = level
-        self.rendered, self.alpha = [], []
-        backend.prepare(gaussians, list(cameras))
-        with torch.no_grad():
-            for camera in cameras:
-                output = backend.render(gaussians, field.features, camera)
-                self.rendered.append(output.features.reshape(output.alpha.numel(), -1).cpu())  # (H * W, C)
-                self.alpha.append(to_host(output.alpha) >= min_alpha)  # (H, W)
+    field: Any
+    rendered: Sequence[Any]
+    covered_pixels: Sequence[np.ndarray]
+    level: str
 
     def covered(self, view: int) -> np.ndarray:
-        return self.alpha[view]
+        return self.covered_pixels[view]
 
     def embeddings(self, view: int, pixels: np.ndarray) -> np.ndarray:
         return self.field.decode(self.rendered[view][pixels], self.level).cpu().numpy()
@@ -117,6 +109,23 @@ class FieldEmbeddings:
         if self.field.compressors[self.level].target_kind != "index":
             return None
         return self.field.predicted_targets(self.rendered[view][pixels], self.level).cpu().numpy()
+
+
+def render_field(field, gaussians, backend, cameras: Sequence, min_alpha: float = 0.5) -> tuple[list, list]:
+    """The field's features in every camera: per view (H * W, levels * d_f) torch features and
+    (H, W) bool pixels with rendered opacity at least ``min_alpha``."""
+    import torch
+
+    from cclgs_core.helpers.devices import to_host
+
+    rendered, covered = [], []
+    backend.prepare(gaussians, list(cameras))
+    with torch.no_grad():
+        for camera in cameras:
+            output = backend.render(gaussians, field.features, camera)
+            rendered.append(output.features.reshape(output.alpha.numel(), -1).cpu())
+            covered.append(to_host(output.alpha) >= min_alpha)
+    return rendered, covered
 
 
 @dataclass
@@ -149,14 +158,13 @@ def unit(rows: np.ndarray) -> np.ndarray:
 
 def spherical_kmeans(samples: np.ndarray, count: int, seed: int, iterations: int = 25) -> np.ndarray:
     """(count, D) unit centres of (S, D) unit samples by cosine k-means (k-means++ start), or
-    fewer when there are fewer distinct samples."""
+    fewer when every sample already coincides with a centre."""
     rng = np.random.default_rng(seed)
-    distinct = np.unique(np.round(samples, 6), axis=0)
-    count = min(count, len(distinct))
+    samples = samples.astype(np.float32)
     centres = [samples[rng.integers(len(samples))]]
     for _ in range(1, count):
-        distance = 1.0 - (samples @ np.stack(centres).T).max(axis=1)  # (S,)
-        weights = np.clip(distance, 0.0, None) ** 2
+        distance = 1.0 - (samples @ np.stack(centres).T).max(axis=1).astype(np.float64)  # (S,)
+        weights = np.where(distance > 1e-5, distance, 0.0) ** 2  # samples on a centre are not drawn again
         if weights.sum() <= 0:
             break
         centres.append(samples[rng.choice(len(samples), p=weights / weights.sum())])

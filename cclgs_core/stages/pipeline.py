@@ -320,6 +320,8 @@ class PreparedRun:
     compressors: dict[str, Any]
     views: list[FieldView]
     preprocessed: PreprocessResult
+    #: level -> the compressor's per-step loss curves from ``fit``
+    curves: dict[str, dict[str, list[float]]]
 
 
 def prepare_field_targets(
@@ -358,7 +360,8 @@ def prepare_field_targets(
         write_target_previews(
             views[:preview_count], preprocessed.frames, compressors, Path(run_dir) / "previews" / "targets"
         )
-    return PreparedRun(preprocessed.frames, compressors, views, preprocessed)
+    curves = {level: levels[level].curves for level in LEVELS}
+    return PreparedRun(preprocessed.frames, compressors, views, preprocessed, curves)
 
 
 def write_target_previews(
