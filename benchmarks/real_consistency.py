@@ -158,7 +158,8 @@ def stage_printer(seed: int, name: str):
 
 
 def run_seed(scene, gaussians_path: Path, work: Path, seed: int, timings: dict) -> dict:
-    """source -> level -> compressor -> report dict, for one seed."""
+    """One seed: source -> level -> compressor -> report dict, and under "training" each
+    compressor's first and last losses and the field's last logged accuracy."""
     registry = get_registry()
     frames = scene.frames
     training = [index for index, frame in enumerate(frames) if frame.split == "train"]

@@ -20,12 +20,12 @@ decoded 2D targets, or a rendered semantic field):
   evaluated in a neighbouring view with LERF's relevance, its canonical phrases being
   ``CANONICAL_COUNT`` k-means centres of the rest of the region's view; its mask (relevance >
   0.5: closer to the query than to every canonical centre) is compared with the region
-  carried through the geometry into that view. (One canonical embedding, the mean of the rest,
-  as ``QueryEngine.exemplar_query`` uses, is dominated by the largest surface: on the synthetic
-  world it gives ground-truth-consistent embeddings an IoU of only 0.76, so the measure would
-  blame the features for the query rule.) Scored only on the pixels of the target view that the source view
-  sees (elsewhere the geometry says nothing), and only where the carried region has at least
-  ``min_region_pixels`` pixels.
+  carried through the geometry into that view. It is scored only on the pixels of the target
+  view that the source view sees (elsewhere the geometry says nothing), and only where the
+  carried region has at least ``min_region_pixels`` pixels. (One canonical embedding, the mean
+  of the rest, as ``QueryEngine.exemplar_query`` uses, is dominated by the largest surface: on
+  the synthetic world it gives ground-truth-consistent embeddings an IoU of only 0.76, so the
+  measure would blame the features for the query rule.)
 
 Pixels an embedding source does not cover (no mask, no rendered opacity) take no part.
 """
