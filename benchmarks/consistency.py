@@ -139,7 +139,9 @@ def decoded_embeddings(compressor, targets) -> np.ndarray:
     for view_targets in targets:
         view_targets = torch.from_numpy(np.asarray(view_targets))
         if compressor.target_kind == "index":
-            outputs = torch.nn.functional.one_hot(view_targets, compressor.output_size).float()  # (M, L)
+            # Logits of 0 at the target and -inf elsewhere: the target prototype under any decode rule.
+            outputs = torch.full((len(view_targets), compressor.output_size), float("-inf"))  # (M, L)
+            outputs[torch.arange(len(view_targets)), view_targets] = 0.0
         else:
             outputs = view_targets.float()  # (M, L)
         with torch.inference_mode():  # as the core calls decode

@@ -129,7 +129,10 @@ def decoded_targets(compressor, targets: np.ndarray) -> np.ndarray:
 
     outputs = torch.from_numpy(np.asarray(targets))
     if compressor.target_kind == "index":
-        outputs = torch.nn.functional.one_hot(outputs, compressor.output_size).float()  # (M, L)
+        # Logits of 0 at the target and -inf elsewhere: the target prototype under any decode rule.
+        indices = outputs
+        outputs = torch.full((len(indices), compressor.output_size), float("-inf"))  # (M, L)
+        outputs[torch.arange(len(indices)), indices] = 0.0
     with torch.inference_mode():
         return compressor.decode(outputs.float()).numpy()
 

@@ -182,6 +182,26 @@ def test_targets_head_decode_and_state_round_trip():
         restored.targets(np.ones((2, 5), dtype=np.float32))
 
 
+def test_expected_decode_mixes_prototypes_by_probability():
+    features, labels = clusters()
+    argmax = ContrastiveCodebook(num_prototypes=6, steps=50)
+    argmax.fit(features, labels, seed=0)
+    expected = ContrastiveCodebook(num_prototypes=6, steps=50, decode_rule="expected")
+    expected.load_state_dict(argmax.state_dict())
+    prototypes = argmax.prototypes  # (6, 16)
+    # 0 at one index and -inf elsewhere: the prototype itself under both rules.
+    certain = torch.full((6, 6), float("-inf")).fill_diagonal_(0.0)
+    assert torch.allclose(expected.decode(certain), prototypes, atol=1e-6)
+    assert torch.allclose(argmax.decode(certain), prototypes)
+    # Torn evenly between prototypes 0 and 1: the renormalised midpoint, not one of them.
+    torn = torch.tensor([[2.0, 2.0, -30.0, -30.0, -30.0, -30.0]])
+    midpoint = torch.nn.functional.normalize(prototypes[:2].mean(dim=0, keepdim=True), dim=1)
+    assert torch.allclose(expected.decode(torn), midpoint, atol=1e-5)
+    assert torch.equal(argmax.decode(torn), prototypes[:1])
+    with pytest.raises(ConfigError, match="decode_rule"):
+        PlainCodebook(decode_rule="mean")
+
+
 def test_prototypes_capped_by_distinct_features_and_seeded_on_them():
     points = np.eye(4, dtype=np.float32)[:3]  # three distinct unit features (3, 4)
     features = [points, points[::-1].copy()]

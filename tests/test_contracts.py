@@ -38,7 +38,7 @@ BUILTIN_OPTIONS: dict[tuple[str, str], dict] = {
     ("feature_extractor", "openclip"): {"allow_random_weights": True, "device": "cpu", "model_name": "ViT-B-32"},
     ("feature_extractor", "efficientnet"): {"device": "cpu"},
     ("compressor", "ccl"): {"steps": 60, "num_prototypes": 16},
-    ("compressor", "codebook"): {"steps": 60, "num_prototypes": 16},
+    ("compressor", "codebook"): {"steps": 60, "num_prototypes": 16, "decode_rule": "expected"},
     ("compressor", "autoencoder"): {"steps": 60, "encoder_dims": [16, 3]},
 }
 

@@ -1,8 +1,7 @@
 """Open-vocabulary queries against a trained semantic field (docs/design.md, "Queries").
 
-A pixel's embedding is the decoded rendered field feature, ``T[argmax]`` for codebooks. For
-codebooks the relevance is computed once per prototype and looked up per pixel, so a query
-costs one render plus an index, whatever the embedding size. Of the two mask levels, the one
+A pixel's embedding is the decoded rendered field feature (``T[argmax]`` for codebooks under
+the paper's decode rule), decoded in chunks of pixels. Of the two mask levels, the one
 whose relevance map has the highest peak is chosen (LangSplat's rule). In 3D, the same decode
 applied to each Gaussian's own feature selects the Gaussians of a query.
 """
@@ -18,7 +17,7 @@ import torch
 
 from cclgs_core.helpers.devices import to_host
 from cclgs_core.scene.gaussians import Gaussians
-from cclgs_core.stages.relevance import relevance, relevance_in_chunks, text_embeddings
+from cclgs_core.stages.relevance import relevance_in_chunks, text_embeddings
 from cclgs_core.stages.semantic_field import SemanticField
 from cclgs_core.types import Camera
 
@@ -35,12 +34,9 @@ def level_relevance(
     compressor = field.compressors[level]
     with torch.inference_mode():  # decode need not be differentiable (CONTRIBUTING.md)
         outputs = field.outputs(features, level)  # (P, L)
-        if compressor.target_kind == "index":
-            one_hots = torch.eye(outputs.shape[1], device=outputs.device)
-            prototypes = compressor.decode(one_hots)  # (L, D): decode of each one-hot
-            per_prototype = relevance(prototypes, queries, canonical)  # (T, L)
-            return per_prototype[:, outputs.argmax(dim=1)]
-        # Latents decode to (P, D) embeddings: in chunks, so a full-resolution view stays small in memory.
+        # Decoded to (P, D) embeddings in chunks, so a full-resolution view stays small in memory.
+        # Every pixel goes through decode, whatever the kind: a codebook's decode rule may mix
+        # prototypes ("expected"), so relevance per prototype picked by argmax would be wrong.
         return relevance_in_chunks(
             lambda start, stop: compressor.decode(outputs[start:stop]), len(outputs), queries, canonical
         )

@@ -72,7 +72,8 @@ def relevance_in_chunks(
     for start in range(0, count, chunk):
         stop = min(start + chunk, count)
         embeddings = embed(start, stop)
-        parts.append(relevance(embeddings, queries.to(embeddings), canonical.to(embeddings)))
+        same = {"device": embeddings.device, "dtype": embeddings.dtype}
+        parts.append(relevance(embeddings, queries.to(**same), canonical.to(**same)))
     if not parts:
         return queries.new_zeros((queries.shape[0], 0))
     return torch.cat(parts, dim=1)

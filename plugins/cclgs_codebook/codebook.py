@@ -34,6 +34,11 @@ Choices the paper leaves open, made here:
 - Head for the field: field_dim -> ``head_hidden`` (128) -> ReLU -> N logits; the field's loss
   is cross-entropy against the prototype index of each covered pixel (callers pass only pixels
   covered by a mask).
+- Decoding a pixel's logits (``decode_rule``): "argmax", the paper's rule and the default, takes
+  the most likely prototype; "expected" takes the probability-weighted mean of the prototypes,
+  renormalised, so that a pixel torn between two prototypes decodes between them instead of
+  jumping to one. Logits of 0 at one index and -inf elsewhere decode to that prototype under
+  both rules.
 
 torch is imported inside the functions that use it.
 """
@@ -50,6 +55,10 @@ if TYPE_CHECKING:
     import torch
 
 
+#: How a pixel's prototype logits become an embedding (see the module docstring).
+DECODE_RULES = ("argmax", "expected")
+
+
 class ContrastiveCodebook:
     """CCL: a codebook trained with L_max plus the pull and push terms over track labels.
 
@@ -61,6 +70,7 @@ class ContrastiveCodebook:
     batch_size:     features per step; every pair in the batch is compared
     lr:             Adam learning rate
     head_hidden:    hidden width of the field's decoder head
+    decode_rule:    "argmax" (the paper's) or "expected" (probability-weighted prototypes)
     """
 
     target_kind: Literal["index", "latent"] = "index"
@@ -75,6 +85,7 @@ class ContrastiveCodebook:
         batch_size: int = 512,
         lr: float = 1e-3,
         head_hidden: int = 128,
+        decode_rule: str = "argmax",
     ):
         _require(num_prototypes >= 1, f"num_prototypes must be >= 1 (got {num_prototypes})")
         _require(pull_weight >= 0 and push_weight >= 0, "pull_weight and push_weight must be >= 0")
@@ -83,6 +94,9 @@ class ContrastiveCodebook:
         _require(batch_size >= 2, f"batch_size must be >= 2, as pairs are drawn within a batch (got {batch_size})")
         _require(lr > 0, f"lr must be > 0 (got {lr})")
         _require(head_hidden >= 1, f"head_hidden must be >= 1 (got {head_hidden})")
+        _require(
+            decode_rule in DECODE_RULES, f"decode_rule must be one of {', '.join(DECODE_RULES)} (got {decode_rule!r})"
+        )
         self.num_prototypes = num_prototypes
         self.pull_weight = pull_weight
         self.push_weight = push_weight
@@ -91,6 +105,7 @@ class ContrastiveCodebook:
         self.batch_size = batch_size
         self.lr = lr
         self.head_hidden = head_hidden
+        self.decode_rule = decode_rule
         self._prototypes: "torch.Tensor | None" = None  # (L, D) float32 unit rows
 
     @property
@@ -154,9 +169,14 @@ class ContrastiveCodebook:
         return F.cross_entropy(outputs, targets)
 
     def decode(self, outputs: "torch.Tensor") -> "torch.Tensor":
-        """outputs: (P, L) logits -> (P, D) the most likely prototype of each pixel."""
+        """outputs: (P, L) logits -> (P, D) unit embeddings: each pixel's most likely prototype
+        ("argmax") or its probability-weighted mean of the prototypes ("expected")."""
+        import torch.nn.functional as F
+
         prototypes = self.prototypes.to(outputs.device)
-        return prototypes[outputs.argmax(dim=1)]
+        if self.decode_rule == "argmax":
+            return prototypes[outputs.argmax(dim=1)]
+        return F.normalize(outputs.softmax(dim=1) @ prototypes, dim=1)
 
     def state_dict(self) -> dict[str, "torch.Tensor"]:
         """{"prototypes": (L, D) float32 unit rows}."""
@@ -188,8 +208,11 @@ class PlainCodebook(ContrastiveCodebook):
         batch_size: int = 512,
         lr: float = 1e-3,
         head_hidden: int = 128,
+        decode_rule: str = "argmax",
     ):
-        super().__init__(num_prototypes, pull_weight, push_weight, margin, steps, batch_size, lr, head_hidden)
+        super().__init__(
+            num_prototypes, pull_weight, push_weight, margin, steps, batch_size, lr, head_hidden, decode_rule
+        )
 
 
 def codebook_losses(
