@@ -72,6 +72,7 @@ from cclgs_core.plumbing.cache import StageCache
 from cclgs_core.plumbing.config import load_config
 from cclgs_core.plumbing.registry import get_registry
 from cclgs_core.stages.pipeline import masks_from_arrays, prepare_field_targets, run_preprocess, run_tracking
+from cclgs_core.stages.semantic_field import decode_mask_targets
 from cclgs_core.types import LEVELS
 from cclgs_synthetic.consistency import (
     class_agreement,
@@ -133,20 +134,7 @@ def mask_views(frames, masks_artifact) -> dict[str, np.ndarray]:
 def decoded_embeddings(compressor, targets) -> np.ndarray:
     """targets: per view (M_t,) indices or (M_t, L) latents of ``compressor``. Returns (n, D)
     float32: each mask's target decoded by the compressor, all views stacked."""
-    import torch
-
-    rows = []
-    for view_targets in targets:
-        view_targets = torch.from_numpy(np.asarray(view_targets))
-        if compressor.target_kind == "index":
-            # Logits of 0 at the target and -inf elsewhere: the target prototype under any decode rule.
-            outputs = torch.full((len(view_targets), compressor.output_size), float("-inf"))  # (M, L)
-            outputs[torch.arange(len(view_targets)), view_targets] = 0.0
-        else:
-            outputs = view_targets.float()  # (M, L)
-        with torch.inference_mode():  # as the core calls decode
-            rows.append(compressor.decode(outputs).numpy())
-    return np.concatenate(rows)
+    return np.concatenate([decode_mask_targets(compressor, view_targets) for view_targets in targets])
 
 
 def raw_features(frames, features_artifact, level: str) -> np.ndarray:

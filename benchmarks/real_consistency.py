@@ -36,14 +36,15 @@ Prints a table per level and writes benchmarks/results/real_consistency.json.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import platform
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -57,11 +58,11 @@ from cclgs_core.evaluation.consistency import (
 )
 from cclgs_core.plumbing.config import load_config
 from cclgs_core.plumbing.registry import get_registry
-from cclgs_core.scene.correspondence import neighbouring_view_pairs, render_geometry
+from cclgs_core.scene.correspondence import ViewGeometry, neighbouring_view_pairs, render_geometry
 from cclgs_core.scene.ply import read_gaussians
-from cclgs_core.stages.field_io import load_field
 from cclgs_core.stages.geometry_fit import hold_out_every
-from cclgs_core.stages.pipeline import prepare_field_targets, train_and_save_field
+from cclgs_core.stages.pipeline import train_and_save_field
+from cclgs_core.stages.semantic_field import decode_mask_targets
 from cclgs_core.types import LEVELS
 
 FOX = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "fox"
@@ -123,20 +124,6 @@ def exemplar_regions(segments: list[np.ndarray]) -> list[tuple[int, np.ndarray]]
     return regions
 
 
-def decoded_targets(compressor, targets: np.ndarray) -> np.ndarray:
-    """(M,) indices or (M, L) latents -> (M, D) decoded unit embeddings."""
-    import torch
-
-    outputs = torch.from_numpy(np.asarray(targets))
-    if compressor.target_kind == "index":
-        # Logits of 0 at the target and -inf elsewhere: the target prototype under any decode rule.
-        indices = outputs
-        outputs = torch.full((len(indices), compressor.output_size), float("-inf"))  # (M, L)
-        outputs[torch.arange(len(indices)), indices] = 0.0
-    with torch.inference_mode():
-        return compressor.decode(outputs.float()).numpy()
-
-
 def target_source(prepared, level: str, compressor_name: str) -> MaskEmbeddings:
     """The 2D targets of the training views at ``level`` (raw mask features for "none")."""
     segments = [view.segments[level] for view in prepared.views]
@@ -147,7 +134,7 @@ def target_source(prepared, level: str, compressor_name: str) -> MaskEmbeddings:
     compressor = prepared.compressors[level]
     targets = [view.mask_targets[level] for view in prepared.views]
     labels = targets if compressor.target_kind == "index" else None
-    return MaskEmbeddings(segments, [decoded_targets(compressor, view) for view in targets], labels)
+    return MaskEmbeddings(segments, [decode_mask_targets(compressor, view) for view in targets], labels)
 
 
 def stage_printer(seed: int, name: str):
@@ -160,32 +147,53 @@ def stage_printer(seed: int, name: str):
     return update
 
 
-def run_seed(scene, gaussians_path: Path, work: Path, seed: int, timings: dict) -> dict:
-    """One seed: source -> level -> compressor -> report dict, and under "training" each
-    compressor's first and last losses and the field's last logged accuracy."""
-    registry = get_registry()
+@dataclass
+class Views:
+    """What every seed measures on: the fitted Gaussians, every view's rendered geometry, and
+    the view pairs of each source (indices into ``geometry``)."""
+
+    gaussians: Any
+    geometry: list[ViewGeometry]
+    #: indices of the training views, in frame order
+    training: list[int]
+    #: neighbouring pairs of training views, as indices into the training views
+    training_pairs: list[tuple[int, int]]
+    #: neighbouring pairs of all views with at least one held-out view
+    held_out_pairs: list[tuple[int, int]]
+
+
+def scene_views(scene, gaussians_path: Path) -> Views:
+    """Render the fitted geometry once in every view and choose the measured pairs."""
     frames = scene.frames
+    cameras = [frame.camera for frame in frames]
     training = [index for index, frame in enumerate(frames) if frame.split == "train"]
     held_out = {index for index, frame in enumerate(frames) if frame.split != "train"}
     gaussians = read_gaussians(gaussians_path)
-    backend = registry.create("field_backend", "torch")
-    all_geometry = render_geometry(gaussians, [frame.camera for frame in frames], backend)
-    training_geometry = [all_geometry[index] for index in training]
-    training_pairs = neighbouring_view_pairs(
-        [frame.camera for frame in frames if frame.split == "train"], SETTINGS["neighbours"]
+    geometry = render_geometry(gaussians, cameras, get_registry().create("field_backend", "torch"))
+    return Views(
+        gaussians=gaussians,
+        geometry=geometry,
+        training=training,
+        training_pairs=neighbouring_view_pairs([cameras[index] for index in training], SETTINGS["neighbours"]),
+        held_out_pairs=[
+            pair for pair in neighbouring_view_pairs(cameras, SETTINGS["neighbours"]) if held_out & set(pair)
+        ],
     )
-    held_out_pairs = [
-        pair
-        for pair in neighbouring_view_pairs([frame.camera for frame in frames], SETTINGS["neighbours"])
-        if held_out & set(pair)
-    ]
+
+
+def run_seed(scene, gaussians_path: Path, views: Views, work: Path, seed: int, timings: dict) -> dict:
+    """One seed: source -> level -> compressor -> report dict, and under "training" each
+    compressor's first and last losses and the field's last logged accuracy."""
+    registry = get_registry()
+    backend = registry.create("field_backend", "torch")
+    training_geometry = [views.geometry[index] for index in views.training]
     result = {source: {level: {} for level in LEVELS} for source in SOURCES} | {"training": {}}
     for name in COMPRESSORS[1:]:
         start = time.perf_counter()
         overrides = [f"seed={seed}", f"compressor.name={name}", f"compressor.steps={COMPRESSOR_STEPS[name]}"]
         config = load_config(None, CONFIG + overrides)
         trained = train_and_save_field(scene, config, work / "run", gaussians_path, registry, stage_printer(seed, name))
-        prepared = prepare_field_targets(scene, config, work / "run", registry, preview_count=0)
+        prepared = trained.prepared
         timings[f"seed {seed} {name} fit and train"] = round(time.perf_counter() - start, 1)
         log = trained.log
         result["training"][name] = {
@@ -197,22 +205,31 @@ def run_seed(scene, gaussians_path: Path, work: Path, seed: int, timings: dict) 
             "accuracy": log.accuracy[-1],
         }
         start = time.perf_counter()
-        field = load_field(trained.field_path, registry).field
         # Rendered as `cclgs query` renders: with the exact "torch" backend.
-        rendered, covered = render_field(field, gaussians, backend, [frame.camera for frame in frames])
+        rendered, covered = render_field(trained.field, views.gaussians, backend, [f.camera for f in scene.frames])
         for level in LEVELS:
             regions = exemplar_regions([view.segments[level] for view in prepared.views])  # in training views
             # The raw features ("none") are the same for every compressor: measured with the first.
             for source_name in ("none", name) if name == COMPRESSORS[1] else (name,):
                 source = target_source(prepared, level, source_name)
                 report = measure_consistency(
-                    source, training_geometry, training_pairs, regions, max_pixels=SETTINGS["max_pixels"], seed=seed
+                    source,
+                    training_geometry,
+                    views.training_pairs,
+                    regions,
+                    max_pixels=SETTINGS["max_pixels"],
+                    seed=seed,
                 )
                 result["2D targets"][level][source_name] = report.as_dict()
-            field_source = FieldEmbeddings(field, rendered, covered, level)
-            field_regions = [(training[view], region) for view, region in regions]
+            field_source = FieldEmbeddings(trained.field, rendered, covered, level)
+            field_regions = [(views.training[view], region) for view, region in regions]
             report = measure_consistency(
-                field_source, all_geometry, held_out_pairs, field_regions, max_pixels=SETTINGS["max_pixels"], seed=seed
+                field_source,
+                views.geometry,
+                views.held_out_pairs,
+                field_regions,
+                max_pixels=SETTINGS["max_pixels"],
+                seed=seed,
             )
             result["field"][level][name] = report.as_dict()
         timings[f"seed {seed} {name} measure"] = round(time.perf_counter() - start, 1)
@@ -235,8 +252,9 @@ def measure(scene_dir: Path, seeds: list[int], work: Path) -> dict:
     gaussians_path = fit_geometry(scene_dir, work)
     timings["fit geometry"] = round(time.perf_counter() - start, 1)
     scene = hold_out_every(load_scene(scene_dir, SETTINGS["downscale"]), SETTINGS["holdout_every"])
-    scene = dataclasses.replace(scene, gaussians_path=gaussians_path)  # for the reprojection tracker
-    per_seed = [run_seed(scene, gaussians_path, work, seed, timings) for seed in seeds]
+    scene = replace(scene, gaussians_path=gaussians_path)  # for the reprojection tracker
+    views = scene_views(scene, gaussians_path)
+    per_seed = [run_seed(scene, gaussians_path, views, work, seed, timings) for seed in seeds]
     rows = {
         source: {
             level: {

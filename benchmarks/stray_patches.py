@@ -25,6 +25,7 @@ Prints a table and writes benchmarks/results/stray_patches.json.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import platform
 import tempfile
@@ -41,8 +42,8 @@ from cclgs_core.stages.runs import open_run
 from cclgs_synthetic.world import generate_world
 
 RESULTS = Path(__file__).parent / "results" / "stray_patches.json"
-#: The synthetic world's Gaussians per unit of surface area (its default).
-DENSITY = 800.0
+#: The synthetic world's Gaussians per unit of surface area (``generate_world``'s default).
+DENSITY: float = inspect.signature(generate_world).parameters["density"].default
 #: Row -> (run-config overrides, field steps, world density).
 ROWS: dict[str, tuple[list[str], int, float]] = {
     "ccl (paper: argmax decode)": (["compressor.name=ccl"], ITERATIONS, DENSITY),
@@ -53,8 +54,6 @@ ROWS: dict[str, tuple[list[str], int, float]] = {
     "ccl, 32 prototypes": (["compressor.name=ccl", "compressor.num_prototypes=32"], ITERATIONS, DENSITY),
     "autoencoder": (["compressor.name=autoencoder"], ITERATIONS, DENSITY),
 }
-#: The demo's world (``run_methods``' defaults): image size, training and held-out views.
-WORLD = {"width": 96, "height": 96, "train_views": 24, "test_views": 6}
 
 
 def stray_figures(run_dir: Path) -> dict:
@@ -89,9 +88,10 @@ def measure(seeds: list[int], work: Path) -> dict:
         for row, (overrides, iterations, density) in ROWS.items():
             start = time.perf_counter()
             out = work / f"seed-{seed}" if density == DENSITY else work / f"seed-{seed}-density-{density:g}"
-            if not (out / "world" / "transforms.json").is_file():  # else run_methods makes the default world
-                generate_world(out / "world", seed=seed, density=density, **WORLD)
-            (result,) = run_methods(out, {row: overrides}, seed=seed, iterations=iterations)
+            world_options = {"density": density}
+            (result,) = run_methods(
+                out, {row: overrides}, seed=seed, iterations=iterations, world_options=world_options
+            )
             figures = stray_figures(out / "runs" / slug(row))
             rows[row].append({"miou": result.miou, **figures})
             seconds[f"seed {seed} {row}"] = round(time.perf_counter() - start, 1)

@@ -151,7 +151,8 @@ class ConsistencyReport:
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
-    """(n, D) rows scaled to unit length (zero rows stay zero)."""
+    """(n, D) rows -> (n, D) float64 rows scaled to unit length (zero rows stay zero)."""
+    rows = np.asarray(rows, dtype=np.float64)
     norms = np.linalg.norm(rows, axis=-1, keepdims=True)
     return rows / np.maximum(norms, 1e-12)
 
@@ -196,8 +197,7 @@ class _Labeller:
     def __init__(self, source: PixelEmbeddings, geometry: Sequence[ViewGeometry], anchor_count: int, seed: int):
         self.source = source
         self.anchors = None
-        probe = np.flatnonzero(_flat_covered(source, geometry[0], 0))[:1]
-        if source.labels(0, probe) is not None:
+        if source.labels(0, np.zeros(0, dtype=np.int64)) is not None:
             self.kind = "argmax prototype"
             return
         rng = np.random.default_rng(seed)
@@ -206,7 +206,7 @@ class _Labeller:
             pixels = _sample(np.flatnonzero(_flat_covered(source, view_geometry, view)), 400, rng)
             if len(pixels):
                 samples.append(source.embeddings(view, pixels))
-        self.anchors = spherical_kmeans(unit(np.concatenate(samples).astype(np.float64)), anchor_count, seed)
+        self.anchors = spherical_kmeans(unit(np.concatenate(samples)), anchor_count, seed)
         self.kind = f"nearest of {len(self.anchors)} anchors"
 
     def __call__(self, view: int, pixels: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
@@ -231,7 +231,7 @@ def _exemplar_query(
     if len(inside) == 0 or len(outside) == 0:
         return None
     query = unit(source.embeddings(view, inside).astype(np.float64).mean(axis=0, keepdims=True))
-    outside_embeddings = unit(source.embeddings(view, outside).astype(np.float64))
+    outside_embeddings = unit(source.embeddings(view, outside))
     return query, spherical_kmeans(outside_embeddings, CANONICAL_COUNT, seed=int(rng.integers(2**31)))
 
 
@@ -298,8 +298,8 @@ def measure_consistency(
         pixels_u, pixels_v = pixels_u[seen], pixels_v[seen]
         if len(pixels_u) < 2:
             continue
-        embeddings_u = unit(source.embeddings(u, pixels_u).astype(np.float64))  # (P, D)
-        embeddings_v = unit(source.embeddings(v, pixels_v).astype(np.float64))  # (P, D)
+        embeddings_u = unit(source.embeddings(u, pixels_u))  # (P, D)
+        embeddings_v = unit(source.embeddings(v, pixels_v))  # (P, D)
         partners = rng.permutation(len(pixels_v))  # the shuffled, non-corresponding partners
         same_cos.append((embeddings_u * embeddings_v).sum(axis=1))
         shuffled_cos.append((embeddings_u * embeddings_v[partners]).sum(axis=1))

@@ -30,6 +30,7 @@ from cclgs_core.validation import check_embeddings, check_frame_masks, check_tar
 
 if TYPE_CHECKING:
     from cclgs_core.stages.field_training import FieldView, TrainingLog
+    from cclgs_core.stages.semantic_field import SemanticField
 
 #: Progress callback: (stage name, frames done, frames in all).
 Progress = Callable[[str, int, int], None]
@@ -388,6 +389,10 @@ class TrainResult:
     field_path: Path
     log: TrainingLog
     gaussians_path: Path
+    #: the trained field, as saved at ``field_path``
+    field: SemanticField
+    #: the compressors and per-view targets it was trained on
+    prepared: PreparedRun
 
 
 def train_and_save_field(
@@ -454,4 +459,4 @@ def train_and_save_field(
         gaussians_path,
         StageComponent(config, "feature_extractor", registry).identity,
     )
-    return TrainResult(field_path, log, Path(gaussians_path))
+    return TrainResult(field_path, log, Path(gaussians_path), field, prepared)

@@ -30,6 +30,22 @@ def pixel_targets(segments: np.ndarray, mask_targets: np.ndarray) -> tuple[torch
     return valid, torch.as_tensor(mask_targets)[segments_tensor[valid]]
 
 
+def decode_mask_targets(compressor: Any, mask_targets: np.ndarray) -> np.ndarray:
+    """The embeddings a compressor's per-mask targets stand for.
+
+    mask_targets: (M,) int64 indices or (M, L) float32 latents of ``compressor``
+    returns:      (M, D) float32 unit embeddings, through ``compressor.decode``
+    """
+    outputs = torch.as_tensor(np.asarray(mask_targets))
+    if compressor.target_kind == "index":
+        # Logits of 0 at the target and -inf elsewhere: the target prototype under any decode rule.
+        indices = outputs
+        outputs = torch.full((len(indices), compressor.output_size), float("-inf"))  # (M, L)
+        outputs[torch.arange(len(indices)), indices] = 0.0
+    with torch.inference_mode():  # as the core always calls decode
+        return compressor.decode(outputs.float()).cpu().numpy()
+
+
 class SemanticField(torch.nn.Module):
     """Per-Gaussian features (N, levels * field_dim) plus one decoder head per level."""
 

@@ -18,7 +18,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from cclgs_core.plumbing.cache import atomic_write_text
 
@@ -79,11 +79,13 @@ def run_methods(
     iterations: int = ITERATIONS,
     lr: float = LR,
     progress: Callable[[str, int, int], None] | None = None,
+    world_options: Mapping[str, Any] | None = None,
 ) -> list[DemoResult]:
     """Train and evaluate one field per method (name shown -> run-config overrides) on the world
-    ``out/world`` (generated if missing), in ``out/runs/<slug>`` with its report in
-    ``out/reports/<slug>`` (``visualize.slug`` of the name); all runs share the stage cache
-    ``out/cache``. ``seed`` seeds the world, the simulated masks and VLM, and the training."""
+    ``out/world`` (generated if missing, with ``generate_world``'s further ``world_options``), in
+    ``out/runs/<slug>`` with its report in ``out/reports/<slug>`` (``visualize.slug`` of the
+    name); all runs share the stage cache ``out/cache``. ``seed`` seeds the world, the simulated
+    masks and VLM, and the training."""
     from cclgs_core.evaluation.benchmarks import Report, evaluate_run, write_report
     from cclgs_core.evaluation.visualize import slug
     from cclgs_core.plumbing.config import load_config
@@ -93,7 +95,15 @@ def run_methods(
     out = Path(out)
     world = out / "world"
     if not (world / "transforms.json").is_file():
-        generate_world(world, seed=seed, width=size, height=size, train_views=train_views, test_views=test_views)
+        generate_world(
+            world,
+            seed=seed,
+            width=size,
+            height=size,
+            train_views=train_views,
+            test_views=test_views,
+            **(world_options or {}),
+        )
     seeds = [f"seed={seed}", f"mask_generator.seed={seed}", f"feature_extractor.seed={seed}"]
     results = []
     for method, overrides in methods.items():
