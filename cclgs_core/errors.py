@@ -22,3 +22,14 @@ def error_summary(error: BaseException) -> str:
     failure of a library (torch.load, an image decoder) in one line."""
     text = str(error)
     return f"{type(error).__name__}: {text.splitlines()[0] if text.strip() else 'no detail'}"
+
+
+class LaunchError(CclgsError):
+    """Processes launched together (torchrun) cannot work as one: a rank cannot reach the others,
+    they do not share the run directory, or they were started on different runs.
+
+    every_rank: True when every rank raises the same error (one of them, rank 0, reports it)."""
+
+    def __init__(self, message: str, every_rank: bool = False):
+        super().__init__(message)
+        self.every_rank = every_rank

@@ -9,6 +9,12 @@ Every file is written to a temporary name in the same directory and renamed into
 the manifest is rewritten (atomically) after each item. A run killed at any point therefore
 leaves only finished items in the manifest; a re-run skips them and redoes the rest. An item
 whose bytes no longer match its checksum counts as missing.
+
+Several processes can fill one artifact at once (``cclgs preprocess`` under torchrun): each is a
+named *writer* and records its items in its own ``manifest.<writer>.json``, so no file has two
+writers. Every reader sees the union of the manifests; ``mark_complete`` folds them into
+``manifest.json`` and removes the writers' files. Temporary names carry the host as well as the
+process id, so a process on one machine never takes another machine's live temporary for stale.
 """
 
 from __future__ import annotations
@@ -17,12 +23,17 @@ import hashlib
 import io
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
 MANIFEST = "manifest.json"
+#: A writer's own manifest: ``manifest.<writer>.json``.
+WRITER_MANIFESTS = "manifest.*.json"
+#: This machine, as it appears in temporary names (no dots, so that the name splits unambiguously).
+HOST_TAG = socket.gethostname().replace(".", "_") or "localhost"
 
 
 def stable_key(payload: Mapping[str, Any]) -> str:
@@ -31,10 +42,15 @@ def stable_key(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def artifact_key(stage: str, inputs: Mapping[str, Any]) -> str:
+    """The name of the directory holding ``stage``'s artifact for these inputs and options."""
+    return stable_key({"stage": stage, **inputs})
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}@{HOST_TAG}.tmp")
     with open(temporary, "wb") as handle:
         handle.write(data)
         handle.flush()
@@ -47,10 +63,11 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def remove_stale_temporaries(directory: Path) -> None:
-    """Delete temporary files that a killed writer left in ``directory`` (their process is gone)."""
+    """Delete temporary files that a killed writer on this machine left in ``directory`` (their
+    process is gone). Another machine's temporaries are left alone: their process ids mean nothing here."""
     for temporary in directory.glob(".*.tmp") if directory.is_dir() else ():
-        pid = temporary.name.rsplit(".", 2)[-2]
-        if pid.isdigit() and not _process_alive(int(pid)):
+        pid, _, host = temporary.name.rsplit(".", 2)[-2].partition("@")
+        if pid.isdigit() and host in ("", HOST_TAG) and not _process_alive(int(pid)):
             temporary.unlink(missing_ok=True)
 
 
@@ -65,25 +82,39 @@ def _process_alive(pid: int) -> bool:
 
 
 class Artifact:
-    """One stage's result directory, filled item by item."""
+    """One stage's result directory, filled item by item.
 
-    def __init__(self, path: Path, description: Mapping[str, Any]):
+    writer: None for the only process filling the artifact; otherwise a name unique among the
+    processes filling it at once (``rank-3``), whose items go to ``manifest.<writer>.json``.
+    """
+
+    def __init__(self, path: Path, description: Mapping[str, Any], writer: str | None = None):
         self.path = path
         self.description = dict(description)
+        self.writer = writer
         self._manifest = self._read_manifest()
+        #: the items this writer finished, in this process or an earlier one (what its manifest lists)
+        self._written: dict[str, Any] = {}
+        if writer is not None:
+            self._written.update((_read_json(self._writer_manifest()) or {}).get("items", {}))
         remove_stale_temporaries(path)
 
+    def _writer_manifest(self) -> Path:
+        return self.path / (MANIFEST if self.writer is None else f"manifest.{self.writer}.json")
+
     def _read_manifest(self) -> dict[str, Any]:
-        manifest_path = self.path / MANIFEST
-        if manifest_path.exists():
-            try:
-                return json.loads(manifest_path.read_text())
-            except json.JSONDecodeError:
-                pass  # a manifest is only ever replaced atomically; an unreadable one is rebuilt
-        return {"description": self.description, "items": {}, "complete": False}
+        """``manifest.json`` with the items of every writer's manifest added."""
+        manifest = _read_json(self.path / MANIFEST) or {"description": self.description, "items": {}, "complete": False}
+        for writer_manifest in sorted(self.path.glob(WRITER_MANIFESTS)):
+            manifest["items"].update((_read_json(writer_manifest) or {}).get("items", {}))
+        return manifest
 
     def _save_manifest(self) -> None:
-        atomic_write_text(self.path / MANIFEST, json.dumps(self._manifest, indent=1, sort_keys=True))
+        if self.writer is None:
+            atomic_write_text(self.path / MANIFEST, json.dumps(self._manifest, indent=1, sort_keys=True))
+            return
+        own = {"description": self.description, "items": self._written, "complete": False}
+        atomic_write_text(self._writer_manifest(), json.dumps(own, indent=1, sort_keys=True))
 
     @property
     def complete(self) -> bool:
@@ -103,7 +134,8 @@ class Artifact:
 
     def write_bytes(self, item: str, data: bytes) -> None:
         atomic_write_bytes(self.path / item, data)
-        self._manifest["items"][item] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        entry = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        self._manifest["items"][item] = self._written[item] = entry
         self._save_manifest()
 
     def write_json(self, item: str, value: Any) -> None:
@@ -133,8 +165,24 @@ class Artifact:
         return self.read_arrays(item)
 
     def mark_complete(self) -> None:
-        self._manifest["complete"] = True
+        """Record that every item is written, in ``manifest.json``, folding in (and then removing)
+        the writers' manifests. Only the one process left once all writers have finished calls it."""
+        if self.writer is not None:
+            raise RuntimeError(f"writer {self.writer!r} cannot complete {self.path}: the single process finishing does")
+        on_disk = self._read_manifest()  # with what other processes wrote meanwhile
+        self._manifest = {**on_disk, "items": {**on_disk["items"], **self._manifest["items"]}, "complete": True}
         self._save_manifest()
+        for writer_manifest in self.path.glob(WRITER_MANIFESTS):
+            writer_manifest.unlink(missing_ok=True)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``; None when it is absent or unreadable (manifests are only ever
+    replaced atomically, so an unreadable one is rebuilt)."""
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
 
 
 class StageCache:
@@ -143,7 +191,7 @@ class StageCache:
     def __init__(self, root: Path):
         self.root = Path(root)
 
-    def artifact(self, stage: str, inputs: Mapping[str, Any]) -> Artifact:
-        """The artifact of ``stage`` for these inputs and options (created empty if new)."""
-        key = stable_key({"stage": stage, **inputs})
-        return Artifact(self.root / stage / key, {"stage": stage, **inputs})
+    def artifact(self, stage: str, inputs: Mapping[str, Any], writer: str | None = None) -> Artifact:
+        """The artifact of ``stage`` for these inputs and options (created empty if new), filled by
+        ``writer`` (see ``Artifact``)."""
+        return Artifact(self.root / stage / artifact_key(stage, inputs), {"stage": stage, **inputs}, writer)

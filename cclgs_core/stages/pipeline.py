@@ -14,16 +14,18 @@ import dataclasses
 import functools
 import hashlib
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from cclgs_core.errors import CclgsError, DataError, PluginError
+from cclgs_core.errors import CclgsError, DataError, LaunchError, PluginError
 from cclgs_core.interfaces import KINDS
-from cclgs_core.plumbing.cache import Artifact, StageCache, stable_key
+from cclgs_core.plumbing.cache import Artifact, StageCache, artifact_key, stable_key
 from cclgs_core.plumbing.config import RunConfig, options_with_defaults, write_resolved
+from cclgs_core.plumbing.ranks import Launch, require_same_run, require_shared_directory
 from cclgs_core.plumbing.registry import PluginRegistry, get_registry
 from cclgs_core.types import LEVELS, Frame, FrameMasks, Scene, SegmentMap
 from cclgs_core.validation import check_embeddings, check_frame_masks, check_targets, check_track_labels
@@ -117,7 +119,8 @@ def masks_from_arrays(arrays: dict[str, np.ndarray]) -> FrameMasks:
 
 @dataclass
 class PreprocessResult:
-    """Where the two stage-1 artifacts live, and how many frames were computed rather than read."""
+    """Where the two stage-1 artifacts live, and how many frames were computed rather than read
+    (by every rank together, in a launch of several)."""
 
     masks: Artifact
     features: Artifact
@@ -133,57 +136,121 @@ def run_preprocess(
     registry: PluginRegistry | None = None,
     progress: Progress = _no_progress,
     preview_count: int = 3,
+    launch: Launch | None = None,
 ) -> PreprocessResult:
-    """Two-level masks and per-mask features for every training frame, cached per frame."""
+    """Two-level masks and per-mask features for every training frame, cached per frame.
+
+    launch: this process's place among ranks started together by torchrun. Each rank then computes
+    its shard of the frames into the shared cache; once all are done, rank 0 checks that every frame
+    is there and marks the artifacts complete. The result equals a single process's."""
     registry = registry or get_registry()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     config.validate(registry)
-    write_resolved(config, run_dir, registry)
     cache = StageCache(run_dir / "cache")
     frames = scene.split("train")
     generator = StageComponent(config, "mask_generator", registry)
     extractor = StageComponent(config, "feature_extractor", registry)
-
-    masks_artifact = cache.artifact("masks", {"scene": scene_fingerprint(frames), "mask_generator": generator.identity})
-    features_artifact = cache.artifact(
-        "features", {"masks": masks_artifact.path.name, "feature_extractor": extractor.identity}
-    )
+    fingerprint = scene_fingerprint(frames)
+    masks_inputs = {"scene": fingerprint, "mask_generator": generator.identity}
+    features_inputs = {"masks": artifact_key("masks", masks_inputs), "feature_extractor": extractor.identity}
+    if launch is not None:
+        resolved = json.loads(json.dumps(config.resolved(registry), default=str))
+        require_same_run(launch, {**resolved, "scene": fingerprint, "training frames": [f.name for f in frames]})
+        require_shared_directory(launch, run_dir)
+    if launch is None or launch.coordinator:
+        write_resolved(config, run_dir, registry)
+    writer = launch.writer if launch is not None else None
+    masks_artifact = cache.artifact("masks", masks_inputs, writer)
+    features_artifact = cache.artifact("features", features_inputs, writer)
+    own_frames = launch.shard(frames) if launch is not None else frames
+    stage_name = "masks and features" if launch is None else f"masks and features, rank {launch.rank}'s share"
     computed_masks = computed_features = 0
-    for done, frame in enumerate(frames):
-        item = f"{frame.name}.npz"
-        image = None
-        if not masks_artifact.has(item):
-            image = frame.load_image()
-            with generator.blame(f"generate() on {frame.image_path}"):
-                masks = generator.instance.generate(image, frame)
-            check_frame_masks(masks, image.shape[0], image.shape[1], generator.label)
-            masks_artifact.write_arrays(item, **_masks_to_arrays(masks))
-            computed_masks += 1
-        if not features_artifact.has(item):
-            image = frame.load_image() if image is None else image
-            masks = masks_from_arrays(masks_artifact.read_arrays(item))
-            arrays = {}
-            for level in LEVELS:
-                segment_map = masks.level(level)
-                with extractor.blame(f"encode_masks() on {frame.image_path}, level {level}"):
-                    features = extractor.instance.encode_masks(image, segment_map, frame)
-                check_embeddings(
-                    features,
-                    segment_map.num_masks,
-                    extractor.instance.dim,
-                    extractor.label,
-                    f"features of {frame.name} level {level}",
-                )
-                arrays[f"{level}_features"] = features
-            features_artifact.write_arrays(item, **arrays)
-            computed_features += 1
-        progress("masks and features", done + 1, len(frames))
-    masks_artifact.mark_complete()
-    features_artifact.mark_complete()
-    if preview_count:
+    for done, frame in enumerate(own_frames):
+        computed_mask, computed_feature = _masks_and_features(
+            frame, masks_artifact, features_artifact, generator, extractor
+        )
+        computed_masks += computed_mask
+        computed_features += computed_feature
+        progress(stage_name, done + 1, len(own_frames))
+    if launch is not None:
+        launch.barrier("waiting for every rank to finish its frames")
+        counts = launch.gather((computed_masks, computed_features), "adding up the frames computed")
+        computed_masks, computed_features = (sum(column) for column in zip(*counts))
+        verdict = None
+        if launch.coordinator:
+            try:
+                _complete_preprocess(cache, masks_inputs, features_inputs, frames)
+            except CclgsError as error:
+                verdict = str(error)
+        verdict = launch.broadcast(verdict, "waiting for rank 0 to check every frame")
+        if verdict is not None:
+            raise LaunchError(verdict, every_rank=True)
+        masks_artifact, features_artifact = (
+            cache.artifact("masks", masks_inputs),
+            cache.artifact("features", features_inputs),
+        )
+    else:
+        masks_artifact.mark_complete()
+        features_artifact.mark_complete()
+    if preview_count and (launch is None or launch.coordinator):
         write_mask_previews(masks_artifact, frames[:preview_count], run_dir / "previews" / "masks")
     return PreprocessResult(masks_artifact, features_artifact, frames, computed_masks, computed_features)
+
+
+def _masks_and_features(
+    frame: Frame,
+    masks_artifact: Artifact,
+    features_artifact: Artifact,
+    generator: StageComponent,
+    extractor: StageComponent,
+) -> tuple[bool, bool]:
+    """Compute and store the frame's masks and features where they are missing; whether each was computed."""
+    item = f"{frame.name}.npz"
+    image = None
+    computed_masks = not masks_artifact.has(item)
+    if computed_masks:
+        image = frame.load_image()
+        with generator.blame(f"generate() on {frame.image_path}"):
+            masks = generator.instance.generate(image, frame)
+        check_frame_masks(masks, image.shape[0], image.shape[1], generator.label)
+        masks_artifact.write_arrays(item, **_masks_to_arrays(masks))
+    computed_features = not features_artifact.has(item)
+    if computed_features:
+        image = frame.load_image() if image is None else image
+        masks = masks_from_arrays(masks_artifact.read_arrays(item))
+        arrays = {}
+        for level in LEVELS:
+            segment_map = masks.level(level)
+            with extractor.blame(f"encode_masks() on {frame.image_path}, level {level}"):
+                features = extractor.instance.encode_masks(image, segment_map, frame)
+            check_embeddings(
+                features,
+                segment_map.num_masks,
+                extractor.instance.dim,
+                extractor.label,
+                f"features of {frame.name} level {level}",
+            )
+            arrays[f"{level}_features"] = features
+        features_artifact.write_arrays(item, **arrays)
+    return computed_masks, computed_features
+
+
+def _complete_preprocess(
+    cache: StageCache, masks_inputs: dict[str, Any], features_inputs: dict[str, Any], frames: Sequence[Frame]
+) -> None:
+    """Mark the masks and features artifacts complete once every rank finished; DataError naming
+    the frames that none of them left in the run directory."""
+    for stage, inputs in (("masks", masks_inputs), ("features", features_inputs)):
+        artifact = cache.artifact(stage, inputs)
+        missing = [frame.name for frame in frames if not artifact.has(f"{frame.name}.npz")]
+        if missing:
+            raise DataError(
+                f"{len(missing)} of {len(frames)} frames have no {stage} in {artifact.path} after every rank "
+                f"finished ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}): a rank's files did not "
+                "reach the shared run directory. Rerun the same command to compute them"
+            )
+        artifact.mark_complete()
 
 
 def write_mask_previews(artifact: Artifact, frames: Sequence[Frame], directory: Path) -> list[Path]:

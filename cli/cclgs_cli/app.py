@@ -15,6 +15,7 @@ from cclgs_cli.evaluate import eval_app
 from cclgs_cli.fit import fit
 from cclgs_cli.query import query
 from cclgs_cli.synth import synth
+from cclgs_core.plumbing.ranks import DEFAULT_TIMEOUT_S, launched_ranks
 
 app = typer.Typer(
     name="cclgs",
@@ -38,6 +39,12 @@ _PROTOCOL_HELP = (
 )
 
 
+_RUN_HELP = (
+    "Run directory for the cache and results [default: SCENE/cclgs]. Under torchrun write --run-dir: torchrun "
+    "takes --run for its own --run-path."
+)
+
+
 class _State:
     debug = False
 
@@ -52,6 +59,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
+    context: typer.Context,
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
@@ -63,6 +71,16 @@ def root(
     _State.debug = debug
     if strict_plugins:
         os.environ["CCLGS_STRICT_PLUGINS"] = "1"
+    if launched_ranks() > 1 and context.invoked_subcommand != "preprocess":
+        from cclgs_core.errors import LaunchError
+
+        raise LaunchError(
+            f"`cclgs {context.invoked_subcommand}` runs as one process, and torchrun started {launched_ranks()}: "
+            "only `preprocess` shards its images over processes (tracking, compression and training each need all "
+            "frames at once). Run `torchrun ... -m cclgs_cli preprocess ...` first, then this command without "
+            "torchrun; it reads the sharded results from the run directory",
+            every_rank=True,
+        )
 
 
 @plugins_app.callback(invoke_without_command=True)
@@ -145,27 +163,47 @@ def preprocess(
     ),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML run config."),
     override: list[str] = typer.Option([], "--set", help="Override as section.key=value, repeatable."),
-    run: Optional[Path] = typer.Option(None, help="Run directory for the cache and results [default: SCENE/cclgs]."),
+    run: Optional[Path] = typer.Option(None, "--run", "--run-dir", help=_RUN_HELP),
     downscale: int = typer.Option(1, help="Divide image resolution by this factor."),
     protocol: str = typer.Option("heldout", help=_PROTOCOL_HELP),
+    rank_timeout: float = typer.Option(
+        DEFAULT_TIMEOUT_S, help="Under torchrun: seconds a rank waits for the others, to connect or to finish."
+    ),
 ) -> None:
-    """Two-level masks and per-mask features for every training image, cached and resumable."""
+    """Two-level masks and per-mask features for every training image, cached and resumable.
+
+    Launched by torchrun (`torchrun --nproc_per_node N -m cclgs_cli preprocess ...`), each process
+    computes its share of the images into the run directory, which every process must see."""
     from cclgs_cli.progress import progress_bar
     from cclgs_core.datasets import load_scene
     from cclgs_core.plumbing.config import load_config
+    from cclgs_core.plumbing.ranks import join_launch
     from cclgs_core.stages.pipeline import run_preprocess
     from cclgs_core.stages.runs import apply_protocol
 
     run_config = load_config(config, override)
     loaded = apply_protocol(load_scene(scene, downscale=downscale), protocol)
     run_dir = run or scene / "cclgs"
-    with progress_bar() as progress:
-        result = run_preprocess(loaded, run_config, run_dir, progress=progress)
+    launch = join_launch(rank_timeout)
+    try:
+        with progress_bar() as progress:
+            # Under torchrun, rank 0 alone shows its progress: the shares are even.
+            shown = progress if launch is None or launch.coordinator else None
+            result = run_preprocess(loaded, run_config, run_dir, progress=shown or _quiet, launch=launch)
+    finally:
+        if launch is not None:
+            launch.close()
+    if launch is not None and not launch.coordinator:
+        return
     typer.echo(
         f"{len(result.frames)} frames: masks computed for {result.computed_masks}, "
         f"features for {result.computed_features} (the rest were cached)\n"
         f"masks:    {result.masks.path}\nfeatures: {result.features.path}\npreviews: {run_dir / 'previews' / 'masks'}"
     )
+
+
+def _quiet(stage: str, done: int, total: int) -> None:
+    pass
 
 
 @app.command("train")
@@ -175,7 +213,7 @@ def train(
     ),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML run config."),
     override: list[str] = typer.Option([], "--set", help="Override as section.key=value, repeatable."),
-    run: Optional[Path] = typer.Option(None, help="Run directory for the cache and results [default: SCENE/cclgs]."),
+    run: Optional[Path] = typer.Option(None, "--run", "--run-dir", help=_RUN_HELP),
     gaussians: Optional[Path] = typer.Option(
         None, help="3DGS .ply to train on [default: the scene's gaussians_file_path]."
     ),
@@ -205,14 +243,20 @@ def train(
 
 def main() -> None:
     """Entry point: user errors print one message and exit with code 2 (tracebacks with --debug)."""
-    from cclgs_core.errors import CclgsError
+    from cclgs_core.errors import CclgsError, LaunchError
 
     try:
         app()
     except CclgsError as error:
         if _State.debug or os.environ.get("CCLGS_DEBUG"):
             raise
-        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        message = str(error)
+        if launched_ranks() > 1:  # under torchrun
+            if isinstance(error, LaunchError) and error.every_rank and os.environ.get("RANK") != "0":
+                sys.exit(2)  # every rank found the same; rank 0 says it
+            if not isinstance(error, LaunchError):  # a launch error names its rank already
+                message = f"rank {os.environ.get('RANK')} of {launched_ranks()}: {message}"
+        typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
         sys.exit(2)
 
 
