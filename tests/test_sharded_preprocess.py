@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -122,10 +123,10 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _start_rank(setup, rank: int, port: int, cwd: Path, *arguments: str) -> subprocess.Popen:
+def _start_rank(setup, rank: int, port: int, cwd: Path, *arguments: str, **variables: str) -> subprocess.Popen:
     """One rank started by hand, with the variables torchrun would set (the two ranks of a launch on
     two machines, say)."""
-    variables = {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2"}
+    variables |= {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2"}
     variables |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "cclgs_cli", "preprocess", str(setup["world"]), "-c", str(setup["config"])]
     return subprocess.Popen(
@@ -176,6 +177,36 @@ def test_ranks_with_different_configs_are_refused(setup, tmp_path):
     assert "the ranks were started on different runs: rank 1 differs from rank 0 in seed." in stderr0, stderr0
     assert stderr1 == ""
     assert not (tmp_path / "run" / "cache").exists()
+
+
+def test_a_rank_whose_partner_dies_says_so(setup, tmp_path):
+    # Started by hand, rank 0 is not stopped by torchrun when rank 1 dies: it finds out itself.
+    port, run = _free_port(), str(tmp_path / "run")
+    survivor = _start_rank(setup, 0, port, tmp_path, "--run-dir", run)
+    doomed = _start_rank(setup, 1, port, tmp_path, "--run-dir", run, KILL_RANK="1", KILL_AFTER="1")
+    (code0, stderr0), (code1, _) = _finish(survivor), _finish(doomed)
+    assert code1 == -signal.SIGKILL
+    progress, error = stderr0.rstrip("\n").splitlines()[:-1], stderr0.rstrip("\n").splitlines()[-1]
+    assert code0 == 2 and error.startswith("error: rank 0 of 2 (on "), stderr0
+    assert all(line.startswith("masks and features, rank 0's share: ") for line in progress), stderr0
+    assert "lost the other ranks while waiting for every rank to finish its frames" in error
+    assert "rerun the same command: every finished frame is kept" in error
+
+
+def test_launch_variables_and_devices_are_checked(monkeypatch):
+    from cclgs_core.errors import LaunchError
+    from cclgs_core.plumbing.ranks import join_launch
+    from cclgs_core.testing.emulated_cuda import emulated_cuda
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for name in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(LaunchError, match="RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT not set: start the ranks with"):
+        join_launch()
+    for name, value in (("RANK", "1"), ("LOCAL_RANK", "1"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "1")):
+        monkeypatch.setenv(name, value)
+    with emulated_cuda(), pytest.raises(LaunchError, match=r"LOCAL_RANK 1 but this machine has 1 CUDA device\(s\)"):
+        join_launch()
 
 
 def test_other_commands_refuse_to_run_under_torchrun(setup, tmp_path):
