@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -185,15 +186,15 @@ def preprocess(
     loaded = apply_protocol(load_scene(scene, downscale=downscale), protocol)
     run_dir = run or scene / "cclgs"
     launch = join_launch(rank_timeout)
+    # Under torchrun, rank 0 alone shows its progress (the shares are even) and reports.
+    quiet = launch is not None and not launch.coordinator
     try:
-        with progress_bar() as progress:
-            # Under torchrun, rank 0 alone shows its progress: the shares are even.
-            shown = progress if launch is None or launch.coordinator else None
-            result = run_preprocess(loaded, run_config, run_dir, progress=shown or _quiet, launch=launch)
+        with contextlib.nullcontext(_quiet) if quiet else progress_bar() as progress:
+            result = run_preprocess(loaded, run_config, run_dir, progress=progress, launch=launch)
     finally:
         if launch is not None:
             launch.close()
-    if launch is not None and not launch.coordinator:
+    if quiet:
         return
     typer.echo(
         f"{len(result.frames)} frames: masks computed for {result.computed_masks}, "
@@ -203,7 +204,7 @@ def preprocess(
 
 
 def _quiet(stage: str, done: int, total: int) -> None:
-    pass
+    """Progress that shows nothing (the ranks other than 0)."""
 
 
 @app.command("train")
