@@ -53,7 +53,6 @@ paper's ordering fails (the autoencoder on top), what was found:
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import time
@@ -61,6 +60,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from reporting import write_json
 
 from cclgs_cli.demo_runs import ITERATIONS, LR, run_methods
 
@@ -202,9 +202,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cclgs-ablation-") as scratch:
         result = measure(args.seeds, args.iterations, args.work_dir or Path(scratch))
     print_table(result)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.output}")
+    write_json(result, args.output)
 
 
 if __name__ == "__main__":

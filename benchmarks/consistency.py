@@ -65,6 +65,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from reporting import write_json
 
 from cclgs_core.datasets import load_scene
 from cclgs_core.evaluation.labelmaps import read_label_map
@@ -324,9 +325,7 @@ def main() -> None:
         run_dir = args.run_dir or Path(scratch) / "run"
         result = measure(args.seed, world, run_dir)
     print_tables(result)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.output}")
+    write_json(result, args.output)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from reporting import write_json
+
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 RESULTS = Path(__file__).resolve().parent / "results" / "field.json"
@@ -147,11 +149,7 @@ def main() -> None:
         f"cached reaches 95% of its final accuracy ({cached['curve'][-1]['accuracy']:.3f}) after {reach} s of "
         f"training: {verdict} the 2-minute target"
     )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps({"results": results, "cached_speedup": speedup, "seconds_to_95_percent": reach}, indent=1)
-    )
-    print(f"wrote {RESULTS}")
+    write_json({"results": results, "cached_speedup": speedup, "seconds_to_95_percent": reach}, RESULTS)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from reporting import write_json
 
 from cclgs_core.plumbing.registry import get_registry
 from cclgs_core.scene.gaussians import Gaussians, rgb_to_sh_dc
@@ -204,9 +205,7 @@ def main() -> int:
             print(f"{key:<18}  {value}")
     print(f"{'settings':<18}  {json.dumps(report['settings'])}")
     output = args.output or RESULTS / ("fit_toy.json" if args.toy else "fit.json")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written {output}")
+    write_json(report, output)
     return 0
 
 

@@ -21,7 +21,6 @@ Prints a table and writes benchmarks/results/masks.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -29,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from reporting import write_json
 
 from cclgs_core.helpers.masks import MaskSelectionOptions, mask_extents, select_masks, select_masks_reference
 
@@ -209,9 +209,7 @@ def main() -> None:
         print(f"{'mask generator':<28}{'seconds':>10}{'images/s':>10}")
         for p in results["preprocess"].values():
             print(f"{p['mask_generator']:<28}{p['seconds']:>10.2f}{p['images_per_second']:>10.1f}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwrote {RESULTS}")
+    write_json(results, RESULTS)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from reporting import write_json
 
 RESULTS = Path(__file__).parent / "results" / "preprocess_scaling.json"
 FOX = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "fox"
@@ -148,9 +149,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cclgs-scaling-") as scratch:
         result = measure(args.scene, args.downscale, args.work_dir or Path(scratch))
     print_table(result)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.output}")
+    write_json(result, args.output)
 
 
 if __name__ == "__main__":

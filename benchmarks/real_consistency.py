@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from reporting import write_json
 
 from cclgs_core.datasets import load_scene
 from cclgs_core.evaluation.consistency import (
@@ -319,9 +320,7 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         result = measure(args.scene, args.seeds, work)
     print_table(result)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.output}")
+    write_json(result, args.output)
 
 
 if __name__ == "__main__":

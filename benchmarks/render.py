@@ -44,6 +44,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from reporting import write_json
 
 from cclgs_core.plumbing.registry import get_registry
 from cclgs_core.scene.gaussians import Gaussians
@@ -256,7 +257,6 @@ def main() -> int:
         f"torch {speedup['torch_step_ms']:.1f} ms, cached {speedup['cached_step_ms']:.2f} ms -> "
         f"{speedup['speedup']:.1f}x (target >= 10x)"
     )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "timing": f"best of {args.repeats} after a warm-up",
         "threads": args.threads,
@@ -265,8 +265,7 @@ def main() -> int:
         "rows": rows,
         "frozen_geometry_speedup": speedup,
     }
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written {args.output}")
+    write_json(report, args.output)
     return 0
 
 

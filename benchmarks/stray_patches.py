@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from reporting import write_json
 
 from cclgs_cli.demo_runs import ITERATIONS, run_methods
 from cclgs_core.datasets.lerf_ovs import read_ovs_labels
@@ -140,9 +140,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cclgs-stray-") as scratch:
         result = measure(args.seeds, args.work_dir or Path(scratch))
     print_table(result)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.output}")
+    write_json(result, args.output)
 
 
 if __name__ == "__main__":
