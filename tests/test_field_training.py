@@ -4,11 +4,14 @@ resumed run ends exactly where an uninterrupted one does."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from cclgs_core.datasets import load_scene
+from cclgs_core.errors import DataError
 from cclgs_core.plumbing.config import load_config
 from cclgs_core.plumbing.registry import get_registry
 from cclgs_core.scene.ply import read_gaussians
@@ -124,3 +127,27 @@ def test_latent_targets_are_drawn_from_their_first_three_dimensions():
     np.testing.assert_array_equal(drawn[0, 0], [40, 255, 40])  # lowest, highest, constant
     np.testing.assert_array_equal(drawn[0, 2], [255, 40, 40])
     np.testing.assert_array_equal(drawn[1, 0], [0, 0, 0])
+
+
+class _TouchOnUnpickle:
+    """Unpickling this object creates ``path``: a stand-in for code planted in a checkpoint."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+def test_a_checkpoint_holding_a_pickled_object_is_refused_not_run(prepared, tmp_path):
+    scene, _, run, _ = prepared
+    gaussians = read_gaussians(scene.gaussians_path)
+    backend = get_registry().create("field_backend", "cached")
+    planted, marker = tmp_path / "checkpoint.pt", tmp_path / "code-ran"
+    torch.save({"step": 5, "field": {}, "optimizer": {}, "log": _TouchOnUnpickle(marker)}, planted)
+    with pytest.raises(DataError, match="holds Python objects other than tensors and plain values"):
+        fit_field_to_views(gaussians, run.views, run.compressors, backend, iterations=10, checkpoint_path=planted)
+    assert not marker.exists(), "the checkpoint's object was unpickled"
+    planted.write_bytes(planted.read_bytes()[:100])  # truncated
+    with pytest.raises(DataError, match="is not a readable training checkpoint"):
+        fit_field_to_views(gaussians, run.views, run.compressors, backend, iterations=10, checkpoint_path=planted)

@@ -19,6 +19,8 @@ import pytest
 import torch
 from helpers import NERFSTUDIO_ENV, NOISE_FREE_SYNTHETIC_CONFIG, nerfstudio_environment, ns_train_command
 
+from cclgs_core.datasets.splatfacto import load_pipeline_state
+
 #: The class queried in the tests; the world of seed 0 with three objects holds one ramen bowl.
 QUERY = "ramen bowl"
 
@@ -96,10 +98,7 @@ def trained_run(tmp_path_factory):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_run_renders_with_gsplat_and_keeps_semantics_through_densification(tmp_path):
     run = train_and_save_field(tmp_path, "cuda")
-    saved = torch.load(
-        next((run["config"].parent / "nerfstudio_models").glob("*.ckpt")), map_location="cpu", weights_only=False
-    )
-    state = saved["pipeline"]
+    state = load_pipeline_state(next((run["config"].parent / "nerfstudio_models").glob("*.ckpt")))
     count = state["_model.gauss_params.means"].shape[0]
     assert "GSs split" in run["log"]
     assert state["_model.gauss_params.semantic_features"].shape == (count, 16)
@@ -143,7 +142,7 @@ def test_method_is_listed_by_nerfstudio(reloaded):
 @pytest.mark.slow
 def test_checkpoint_restores_semantic_parameters_after_densification(reloaded):
     model = reloaded["pipeline"].model
-    saved = torch.load(reloaded["checkpoint"], map_location="cpu", weights_only=False)["pipeline"]
+    saved = load_pipeline_state(reloaded["checkpoint"])
     assert "Step 30:" in reloaded["log"] and "GSs split" in reloaded["log"]  # densification ran
     count = saved["_model.gauss_params.means"].shape[0]
     assert count != 300  # the 300 seed points were split and pruned, their features with them

@@ -29,6 +29,8 @@ import pytest
 import torch
 from helpers import invoke_cli, nerfstudio_environment, ns_train_command, run_cli
 
+from cclgs_core.datasets.splatfacto import load_pipeline_state
+
 FOX = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "fox"
 DOWNSCALE = "16"  # 1080x1920 photos -> about 67x120 after undistortion
 
@@ -207,6 +209,6 @@ def test_ns_train_ccl_lgs_runs_100_steps_on_the_photos(trained, fitted, work):
     assert result.returncode == 0, log[-5000:]
     assert "semantic targets for 45 of 45 training images" in " ".join(log.split())  # nerfstudio holds out 5
     checkpoint = next((work / "outputs" / "fox" / "ccl-lgs" / "run" / "nerfstudio_models").glob("step-*.ckpt"))
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["pipeline"]
+    state = load_pipeline_state(checkpoint)
     features = state["_model.gauss_params.semantic_features"]  # (N, levels * d_f)
     assert features.shape[0] == state["_model.gauss_params.means"].shape[0] and torch.isfinite(features).all()

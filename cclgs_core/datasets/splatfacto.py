@@ -55,7 +55,7 @@ def find_checkpoint(path: Path) -> Path:
     return steps[max(steps)]
 
 
-def _load_state(path: Path) -> dict[str, torch.Tensor]:
+def load_pipeline_state(path: Path) -> dict[str, torch.Tensor]:
     """The pipeline state dict of a checkpoint, loaded without running arbitrary pickled code."""
     # Pickles name numpy._core.multiarray under numpy 2 and numpy.core.multiarray under numpy 1.
     major = int(np.__version__.split(".")[0])
@@ -105,7 +105,7 @@ def load_splatfacto(
     the module docstring.
     """
     checkpoint = find_checkpoint(path)
-    params = _gauss_params(checkpoint, _load_state(checkpoint))
+    params = _gauss_params(checkpoint, load_pipeline_state(checkpoint))
     count = params["means"].shape[0]
     features_rest = params["features_rest"].float()  # (N, K-1, 3)
     features_dc = params["features_dc"].float()  # (N, 3)

@@ -19,6 +19,7 @@ process id, so a process on one machine never takes another machine's live tempo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
+
+from cclgs_core.errors import storage_error
 
 MANIFEST = "manifest.json"
 #: A writer's own manifest: ``manifest.<writer>.json``.
@@ -48,14 +51,23 @@ def artifact_key(stage: str, inputs: Mapping[str, Any]) -> str:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one.
+    StorageError (naming the path, the reason and the fix) when the system refuses."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}@{HOST_TAG}.tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException as error:  # a full disk, no permission, Ctrl-C: leave no temporary behind
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError):  # name the file meant, not the temporary
+            meant = error.filename if error.filename not in (None, str(temporary)) else path
+            raise storage_error(error, meant) from error
+        raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:

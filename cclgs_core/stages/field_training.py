@@ -12,6 +12,7 @@ result. A non-finite loss stops training with an error; the last good checkpoint
 from __future__ import annotations
 
 import io
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -19,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from cclgs_core.errors import CclgsError, DataError
+from cclgs_core.errors import CclgsError, DataError, error_summary
 from cclgs_core.plumbing.cache import atomic_write_bytes, remove_stale_temporaries
 from cclgs_core.scene.gaussians import Gaussians
 from cclgs_core.stages.semantic_field import SemanticField, pixel_targets, target_accuracy
@@ -73,6 +74,23 @@ def _checkpoint_state(
     return buffer.getvalue()
 
 
+def _load_checkpoint(path: Path, device: torch.device | str) -> dict[str, Any]:
+    """The training state saved at ``path``, read as tensors and plain values only. A checkpoint
+    holding any other Python object is refused, never unpickled: in a run directory someone else
+    wrote, unpickling could run their code."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:
+        raise DataError(
+            f"{path} holds Python objects other than tensors and plain values, which no cclgs checkpoint does, so it "
+            "was not loaded (unpickling it could run code). Delete it to train from the start"
+        ) from None
+    except Exception as error:  # truncated or not a torch file at all
+        raise DataError(
+            f"{path} is not a readable training checkpoint ({error_summary(error)}). Delete it to train from the start"
+        ) from None
+
+
 def fit_field_to_views(
     gaussians: Gaussians,
     views: Sequence[FieldView],
@@ -109,7 +127,7 @@ def fit_field_to_views(
     if checkpoint_path is not None:
         remove_stale_temporaries(Path(checkpoint_path).parent)
     if checkpoint_path is not None and Path(checkpoint_path).exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        state = _load_checkpoint(Path(checkpoint_path), device)
         semantic.load_state_dict(state["field"])
         optimizer.load_state_dict(state["optimizer"])
         log = TrainingLog(**state["log"])

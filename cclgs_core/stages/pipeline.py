@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from cclgs_core.errors import CclgsError, DataError, LaunchError, PluginError
+from cclgs_core.errors import CclgsError, DataError, LaunchError, PluginError, storage_error
 from cclgs_core.interfaces import KINDS
 from cclgs_core.plumbing.cache import Artifact, StageCache, artifact_key, stable_key
 from cclgs_core.plumbing.config import RunConfig, options_with_defaults, write_resolved
@@ -90,6 +90,8 @@ class StageComponent:
             yield
         except CclgsError:
             raise
+        except OSError as error:  # the system refused a file (a full disk, a vanished checkpoint): not a bug
+            raise storage_error(error) from error
         except Exception as error:
             raise PluginError(
                 f"{self.label} failed in {doing}: {type(error).__name__}: {error}. This is a bug in the plugin: "

@@ -243,15 +243,16 @@ def train(
 
 
 def main() -> None:
-    """Entry point: user errors print one message and exit with code 2 (tracebacks with --debug)."""
-    from cclgs_core.errors import CclgsError, LaunchError
+    """Entry point: user errors, and files the system refuses (a full disk, no permission), print one
+    message and exit with code 2 (tracebacks with --debug)."""
+    from cclgs_core.errors import CclgsError, LaunchError, storage_error
 
     try:
         app()
-    except CclgsError as error:
+    except (CclgsError, OSError) as error:
         if _State.debug or os.environ.get("CCLGS_DEBUG"):
             raise
-        message = str(error)
+        message = str(error if isinstance(error, CclgsError) else storage_error(error))
         if launched_ranks() > 1:  # under torchrun
             if isinstance(error, LaunchError) and error.every_rank and os.environ.get("RANK") != "0":
                 sys.exit(2)  # every rank found the same; rank 0 says it
