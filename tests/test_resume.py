@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -115,10 +116,25 @@ def _field_tensors(path: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def test_killed_training_resumes_to_the_same_field(world, tmp_path):
+@pytest.fixture(scope="module")
+def reference_field(world, tmp_path_factory) -> dict[str, torch.Tensor]:
+    """The field of an uninterrupted ``cclgs train`` of the world."""
+    run = tmp_path_factory.mktemp("reference") / "run"
+    trained = run_cli("train", str(world), "-c", str(world.parent / "run.toml"), "--run", str(run))
+    assert trained.returncode == 0, trained.stderr
+    return _field_tensors(run / "field" / "semantic_field.pt")
+
+
+def _assert_same_field(expected: dict[str, torch.Tensor], run: Path) -> None:
+    actual = _field_tensors(run / "field" / "semantic_field.pt")
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        np.testing.assert_array_equal(actual[name].numpy(), expected[name].numpy(), err_msg=name)
+    assert not list((run / "field").glob(".*.tmp"))
+
+
+def test_killed_training_resumes_to_the_same_field(world, reference_field, tmp_path):
     config = str(world.parent / "run.toml")
-    reference = tmp_path / "reference"
-    assert run_cli("train", str(world), "-c", config, "--run", str(reference)).returncode == 0
     killed = tmp_path / "killed"
     _kill_when(
         _cli("train", str(world), "-c", config, "--run", str(killed)),
@@ -127,14 +143,39 @@ def test_killed_training_resumes_to_the_same_field(world, tmp_path):
     assert not (killed / "field" / "semantic_field.pt").exists(), "the run finished before it could be killed"
     resumed = run_cli("train", str(world), "-c", config, "--run", str(killed))
     assert resumed.returncode == 0, resumed.stderr
-    expected, actual = (
-        _field_tensors(reference / "field" / "semantic_field.pt"),
-        _field_tensors(killed / "field" / "semantic_field.pt"),
+    _assert_same_field(reference_field, killed)
+
+
+@pytest.mark.parametrize(
+    ("signal_number", "status", "name"), [(signal.SIGINT, 130, "Ctrl-C (SIGINT)"), (signal.SIGTERM, 143, "SIGTERM")]
+)
+def test_interrupted_training_says_what_is_saved_and_resumes(
+    world, reference_field, tmp_path, signal_number, status, name
+):
+    config = str(world.parent / "run.toml")
+    run = tmp_path / "run"
+    training = subprocess.Popen(
+        _cli("train", str(world), "-c", config, "--run", str(run)), stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    assert expected.keys() == actual.keys()
-    for name in expected:
-        np.testing.assert_array_equal(actual[name].numpy(), expected[name].numpy(), err_msg=name)
-    assert not list((killed / "field").glob(".*.tmp"))
+    deadline = time.monotonic() + 300
+    while training.poll() is None and not any((run / "field").glob("checkpoint-*.pt")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    training.send_signal(signal_number)
+    _, stderr = training.communicate(timeout=300)
+    assert training.returncode == status, stderr
+    assert not (run / "field" / "semantic_field.pt").exists(), "the run finished before it could be stopped"
+    last_line = stderr.decode().strip().splitlines()[-1]
+    said = re.fullmatch(
+        rf"stopped by {re.escape(name)} during semantic field at (\d+)/400\. Saved: the semantic field's checkpoint "
+        rf"of step (\d+) in {re.escape(str(run / 'field'))}/checkpoint-\w+\.pt\. Run the same command again to resume "
+        r"from there\.",
+        last_line,
+    )
+    assert said, last_line
+    assert int(said[2]) % 20 == 0 and 20 <= int(said[2]) <= int(said[1])  # checkpoint_every = 20
+    resumed = run_cli("train", str(world), "-c", config, "--run", str(run))
+    assert resumed.returncode == 0, resumed.stderr
+    _assert_same_field(reference_field, run)
 
 
 def test_changed_training_settings_do_not_resume_an_old_checkpoint(world, tmp_path):

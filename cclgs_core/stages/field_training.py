@@ -150,27 +150,40 @@ def fit_field_to_views(
         )
     views, targets = [views[index] for index in kept], [targets[index] for index in kept]
     backend.prepare(frozen, [view.camera for view in views])
-    for step in range(start, iterations):
-        index = _view_at(step, len(views), seed)
-        rendered = backend.render(frozen, semantic.features, views[index].camera).features  # (H, W, levels * d_f)
-        view_targets = targets[index]
-        if pixels_per_step:
-            view_targets = _sample_pixels(view_targets, pixels_per_step, np.random.default_rng([seed, step]))
-        loss, _ = semantic.loss(rendered, view_targets)
-        if not torch.isfinite(loss):
-            where = f"; the last good checkpoint is {checkpoint_path}" if checkpoint_path else ""
-            raise TrainingDiverged(f"semantic field loss became {float(loss)} at step {step}{where}. Lower [train] lr.")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if step % log_every == 0 or step == iterations - 1:
-            log.steps.append(step)
-            log.losses.append(float(loss.detach()))
-            log.accuracy.append(target_accuracy(semantic, rendered.detach(), view_targets))
-        if checkpoint_path is not None and ((step + 1) % checkpoint_every == 0 or step == iterations - 1):
-            atomic_write_bytes(Path(checkpoint_path), _checkpoint_state(semantic, optimizer, step + 1, log))
-        if progress is not None:
-            progress("semantic field", step + 1, iterations)
+    saved_step = start  # the step of the newest checkpoint on disk
+    try:
+        for step in range(start, iterations):
+            index = _view_at(step, len(views), seed)
+            rendered = backend.render(frozen, semantic.features, views[index].camera).features  # (H, W, levels * d_f)
+            view_targets = targets[index]
+            if pixels_per_step:
+                view_targets = _sample_pixels(view_targets, pixels_per_step, np.random.default_rng([seed, step]))
+            loss, _ = semantic.loss(rendered, view_targets)
+            if not torch.isfinite(loss):
+                where = f"; the last good checkpoint is {checkpoint_path}" if checkpoint_path else ""
+                raise TrainingDiverged(
+                    f"semantic field loss became {float(loss)} at step {step}{where}. Lower [train] lr."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if step % log_every == 0 or step == iterations - 1:
+                log.steps.append(step)
+                log.losses.append(float(loss.detach()))
+                log.accuracy.append(target_accuracy(semantic, rendered.detach(), view_targets))
+            if checkpoint_path is not None and ((step + 1) % checkpoint_every == 0 or step == iterations - 1):
+                atomic_write_bytes(Path(checkpoint_path), _checkpoint_state(semantic, optimizer, step + 1, log))
+                saved_step = step + 1
+            if progress is not None:
+                progress("semantic field", step + 1, iterations)
+    except KeyboardInterrupt as stop:  # say what a resumed run starts from
+        if checkpoint_path is None:
+            stop.add_note("no checkpoint (training without one starts again from step 0)")
+        elif saved_step:
+            stop.add_note(f"the semantic field's checkpoint of step {saved_step} in {checkpoint_path}")
+        else:
+            stop.add_note(f"no checkpoint yet (one is written every {checkpoint_every} steps)")
+        raise
     return semantic, log
 
 

@@ -168,13 +168,18 @@ def run_preprocess(
     own_frames = launch.shard(frames) if launch is not None else frames
     stage_name = "masks and features" if launch is None else f"masks and features, rank {launch.rank}'s share"
     computed_masks = computed_features = 0
-    for done, frame in enumerate(own_frames):
-        computed_mask, computed_feature = _masks_and_features(
-            frame, masks_artifact, features_artifact, generator, extractor
-        )
-        computed_masks += computed_mask
-        computed_features += computed_feature
-        progress(stage_name, done + 1, len(own_frames))
+    try:
+        for done, frame in enumerate(own_frames):
+            computed_mask, computed_feature = _masks_and_features(
+                frame, masks_artifact, features_artifact, generator, extractor
+            )
+            computed_masks += computed_mask
+            computed_features += computed_feature
+            progress(stage_name, done + 1, len(own_frames))
+    except KeyboardInterrupt as stop:  # say what a resumed run starts from
+        finished = sum(features_artifact.has(f"{frame.name}.npz") for frame in own_frames)
+        stop.add_note(f"masks and features of {finished} of {len(own_frames)} images in {cache.root}")
+        raise
     if launch is not None:
         launch.barrier("waiting for every rank to finish its frames")
         counts = launch.gather((computed_masks, computed_features), "adding up the frames computed")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -247,8 +248,16 @@ def main() -> None:
     message and exit with code 2 (tracebacks with --debug)."""
     from cclgs_core.errors import CclgsError, LaunchError, storage_error
 
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         app()
+    except SystemExit as exit:  # typer turns Ctrl-C into exit 130: find the interruption behind it
+        stop = _interruption_behind(exit)
+        if stop is None:
+            raise
+        sys.exit(_report_stop(stop))
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM through _stop_on_sigterm, outside typer
+        sys.exit(_report_stop(stop))
     except (CclgsError, OSError) as error:
         if _State.debug or os.environ.get("CCLGS_DEBUG"):
             raise
@@ -260,6 +269,37 @@ def main() -> None:
                 message = f"rank {os.environ.get('RANK')} of {launched_ranks()}: {message}"
         typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
         sys.exit(2)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it unwinds as after Ctrl-C."""
+
+
+def _stop_on_sigterm(signal_number: int, frame: object) -> None:
+    raise _Terminated()
+
+
+def _interruption_behind(error: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt in the chain of exceptions that led to ``error``, if any."""
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, KeyboardInterrupt):
+        cause = cause.__cause__ or cause.__context__
+    return cause
+
+
+def _report_stop(stop: KeyboardInterrupt) -> int:
+    """Print one line on a stop: where, what is saved (the stages' notes on ``stop``), how to
+    resume; return the shell's exit status for the signal (130 for SIGINT, 143 for SIGTERM)."""
+    from cclgs_cli.progress import where_stopped
+
+    name, status = ("SIGTERM", 143) if isinstance(stop, _Terminated) else ("Ctrl-C (SIGINT)", 130)
+    saved = "; ".join(getattr(stop, "__notes__", [])) or "every stage finished before it, in the run directory"
+    typer.secho(
+        f"stopped by {name} during {where_stopped()}. Saved: {saved}. Run the same command again to resume from there.",
+        fg=typer.colors.YELLOW,
+        err=True,
+    )
+    return status
 
 
 if __name__ == "__main__":

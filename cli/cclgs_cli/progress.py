@@ -21,17 +21,38 @@ DEFAULT_INTERVAL_S = 30.0
 Update = Callable[..., None]
 
 
+#: The last update any progress display got: (stage, done, total), for a stop's message.
+latest: list[tuple[str, int, int]] = []
+
+
+def where_stopped() -> str:
+    """Where the command was, by its last progress update: ``semantic field at 140/400``."""
+    if not latest:
+        return "before its first stage"
+    stage, done, total = latest[-1]
+    return f"{stage} at {done}/{total}"
+
+
 @contextmanager
 def progress_bar() -> Iterator[Update]:
     """Yields ``update(stage, done, total, status="")``: one rich bar per stage when stdout is a
-    terminal; otherwise ``ProgressLines`` on stderr, every ``CCLGS_PROGRESS_SECONDS``."""
+    terminal; otherwise ``ProgressLines`` on stderr, every ``CCLGS_PROGRESS_SECONDS``. Either
+    way the last update is kept in ``latest``."""
     from rich.console import Console
 
     if not Console().is_terminal:
-        yield ProgressLines(sys.stderr, log_interval())
+        yield _remembered(ProgressLines(sys.stderr, log_interval()))
         return
     with _rich_bars() as update:
-        yield update
+        yield _remembered(update)
+
+
+def _remembered(update: Update) -> Update:
+    def remembering(stage: str, done: int, total: int, status: str = "") -> None:
+        latest[:] = [(stage, done, total)]
+        update(stage, done, total, status)
+
+    return remembering
 
 
 def log_interval() -> float:
