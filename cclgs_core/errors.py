@@ -41,6 +41,11 @@ class LaunchError(CclgsError):
         self.every_rank = every_rank
 
 
+#: Ends the stop note of a command that cannot resume (``KeyboardInterrupt.add_note``): the stop
+#: message then does not offer to resume.
+STARTS_OVER = "starts over when run again"
+
+
 class StorageError(CclgsError):
     """The operating system refused to read or write a file (a full disk, no permission, ...)."""
 

@@ -155,15 +155,20 @@ def test_interrupted_training_says_what_is_saved_and_resumes(
     config = str(world.parent / "run.toml")
     run = tmp_path / "run"
     training = subprocess.Popen(
-        _cli("train", str(world), "-c", config, "--run", str(run)), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        _cli("train", str(world), "-c", config, "--run", str(run)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        # as a terminal starts it: a parent that ignores SIGINT would pass that on
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 300
     while training.poll() is None and not any((run / "field").glob("checkpoint-*.pt")) and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert training.poll() is None, "the run finished before it could be stopped"
     training.send_signal(signal_number)
     _, stderr = training.communicate(timeout=300)
     assert training.returncode == status, stderr
-    assert not (run / "field" / "semantic_field.pt").exists(), "the run finished before it could be stopped"
+    assert not (run / "field" / "semantic_field.pt").exists(), "the run finished before the signal arrived"
     last_line = stderr.decode().strip().splitlines()[-1]
     said = re.fullmatch(
         rf"stopped by {re.escape(name)} during semantic field at (\d+)/400\. Saved: the semantic field's checkpoint "

@@ -248,7 +248,7 @@ def main() -> None:
     message and exit with code 2 (tracebacks with --debug)."""
     from cclgs_core.errors import CclgsError, LaunchError, storage_error
 
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    previous_sigterm = signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         app()
     except SystemExit as exit:  # typer turns Ctrl-C into exit 130: find the interruption behind it
@@ -269,6 +269,8 @@ def main() -> None:
                 message = f"rank {os.environ.get('RANK')} of {launched_ranks()}: {message}"
         typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
         sys.exit(2)
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
 
 
 class _Terminated(KeyboardInterrupt):
@@ -291,11 +293,16 @@ def _report_stop(stop: KeyboardInterrupt) -> int:
     """Print one line on a stop: where, what is saved (the stages' notes on ``stop``), how to
     resume; return the shell's exit status for the signal (130 for SIGINT, 143 for SIGTERM)."""
     from cclgs_cli.progress import where_stopped
+    from cclgs_core.errors import STARTS_OVER
 
     name, status = ("SIGTERM", 143) if isinstance(stop, _Terminated) else ("Ctrl-C (SIGINT)", 130)
-    saved = "; ".join(getattr(stop, "__notes__", [])) or "every stage finished before it, in the run directory"
+    notes = getattr(stop, "__notes__", [])
+    saved = "; ".join(notes) or "every stage finished before it, in the run directory"
+    resume = (
+        "" if any(note.endswith(STARTS_OVER) for note in notes) else " Run the same command again to resume from there."
+    )
     typer.secho(
-        f"stopped by {name} during {where_stopped()}. Saved: {saved}. Run the same command again to resume from there.",
+        f"stopped by {name} during {where_stopped()}. Saved: {saved}.{resume}",
         fg=typer.colors.YELLOW,
         err=True,
     )

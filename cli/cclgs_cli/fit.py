@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from cclgs_core.errors import STARTS_OVER
+
 
 class InitialPoints(str, Enum):
     """Where ``cclgs fit`` starts its Gaussians."""
@@ -97,7 +99,11 @@ def fit(
             nonlocal latest_heldout
             latest_heldout = f" (held-out {entry['heldout_psnr_db']:.1f} dB)"
 
-        result = fit_geometry(loaded, points, colours, config, on_step=on_step, on_heldout=on_heldout)
+        try:
+            result = fit_geometry(loaded, points, colours, config, on_step=on_step, on_heldout=on_heldout)
+        except KeyboardInterrupt as stop:
+            stop.add_note(f"nothing: `cclgs fit` keeps no checkpoint, so it {STARTS_OVER}")
+            raise
     destination = out or scene / "cclgs" / "fitted_gaussians.ply"
     destination.parent.mkdir(parents=True, exist_ok=True)
     write_gaussians(destination, result.gaussians)
