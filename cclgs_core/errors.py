@@ -51,12 +51,14 @@ class StorageError(CclgsError):
 
 
 _AGAIN = "and run the same command again: what was finished is kept"
+_FREE_SPACE = f"free some space there (or choose another run directory) {_AGAIN}"
+_GIVE_ACCESS = f"give this user access to it (or choose another run directory) {_AGAIN}"
 #: errno -> (the reason in words, the fix)
 _STORAGE_REASONS = {
-    errno.ENOSPC: ("no space left on the device", f"free some space there (or choose another run directory) {_AGAIN}"),
-    errno.EDQUOT: ("the disk quota is used up", f"free some space there (or choose another run directory) {_AGAIN}"),
-    errno.EACCES: ("permission denied", f"give this user access to it (or choose another run directory) {_AGAIN}"),
-    errno.EPERM: ("operation not permitted", f"give this user access to it (or choose another run directory) {_AGAIN}"),
+    errno.ENOSPC: ("no space left on the device", _FREE_SPACE),
+    errno.EDQUOT: ("the disk quota is used up", _FREE_SPACE),
+    errno.EACCES: ("permission denied", _GIVE_ACCESS),
+    errno.EPERM: ("operation not permitted", _GIVE_ACCESS),
     errno.EROFS: ("the filesystem is read-only", f"choose a run directory on a writable filesystem {_AGAIN}"),
     errno.ENOTDIR: ("a file stands where a folder should be", f"move that file away (or choose another path) {_AGAIN}"),
     errno.EEXIST: ("it exists and is not a folder", f"move it away (or choose another path) {_AGAIN}"),

@@ -3,6 +3,7 @@ process, and the ``ns-train ccl-lgs`` command."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -127,3 +128,11 @@ def ns_train_command(
         str(run_dir),
         *options,
     ]
+
+
+def artifact_items(run: Path, stage: str) -> dict[str, bytes]:
+    """Every finished item of the run's single artifact of ``stage`` (which must be complete): name -> bytes."""
+    (artifact,) = (run / "cache" / stage).iterdir()
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    assert manifest["complete"]
+    return {name: (artifact / name).read_bytes() for name in manifest["items"]}

@@ -5,13 +5,13 @@ read-only filesystem, a vanished file, a file where a folder should be) ends in 
 from __future__ import annotations
 
 import errno
-import json
 import os
 import re
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import artifact_items
 
 CONFIG = """
 [mask_generator]
@@ -51,13 +51,6 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if not re.match(r"[\w ,']+: \d+/\d+ \(", line)]
 
 
-def items(run: Path, stage: str) -> dict[str, bytes]:
-    (artifact,) = (run / "cache" / stage).iterdir()
-    manifest = json.loads((artifact / "manifest.json").read_text())
-    assert manifest["complete"]
-    return {name: (artifact / name).read_bytes() for name in manifest["items"]}
-
-
 REFUSALS = {
     errno.ENOSPC: "no space left on the device. Free some space there",
     errno.EACCES: "permission denied. Give this user access to it",
@@ -91,7 +84,7 @@ def test_a_refused_write_ends_in_one_line_and_the_same_command_resumes(world, tm
 
     assert cclgs(monkeypatch, capsys, "preprocess", world, "-c", config, "--run", run)[0] == 0
     for stage in ("masks", "features"):
-        assert items(run, stage) == items(reference, stage)
+        assert artifact_items(run, stage) == artifact_items(reference, stage)
 
 
 def test_a_file_where_the_run_directory_should_be(world, tmp_path, monkeypatch, capsys):

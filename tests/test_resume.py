@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import run_cli
+from helpers import artifact_items, run_cli
 
 CONFIG = """
 [mask_generator]
@@ -42,14 +42,6 @@ def world(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("resume")
     (root / "run.toml").write_text(CONFIG)
     return generate_world(root / "world", objects=3, width=48, height=48, train_views=12, test_views=1)
-
-
-def _items(run: Path, stage: str) -> dict[str, bytes]:
-    """Every finished item of the single artifact of ``stage``: name -> bytes."""
-    (artifact,) = (run / "cache" / stage).iterdir()
-    manifest = json.loads((artifact / "manifest.json").read_text())
-    assert manifest["complete"]
-    return {name: (artifact / name).read_bytes() for name in manifest["items"]}
 
 
 def _kill_when(command: list[str], ready) -> None:
@@ -89,7 +81,7 @@ def test_killed_preprocessing_resumes_to_identical_artifacts(world, tmp_path, ki
     resumed = run_cli("preprocess", str(world), "-c", config, "--run", str(killed))
     assert resumed.returncode == 0, resumed.stderr
     for stage in ("masks", "features"):
-        assert _items(killed, stage) == _items(reference, stage)
+        assert artifact_items(killed, stage) == artifact_items(reference, stage)
     leftovers = [p for p in (killed / "cache").rglob(".*.tmp")]
     assert not leftovers, leftovers
 

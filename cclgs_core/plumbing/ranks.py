@@ -108,9 +108,8 @@ class Launch:
         except RuntimeError as error:  # torch.distributed's errors (DistBackendError, timeouts) derive from it
             raise LaunchError(
                 f"{self.name} lost the other ranks while {doing} ({error_summary(error).rstrip('.')}). Another "
-                "rank stopped "
-                f"or did not answer within --rank-timeout ({self.timeout_s:g} s); its own message says why. Fix "
-                "that and rerun the same command: every finished frame is kept"
+                f"rank stopped or did not answer within --rank-timeout ({self.timeout_s:g} s); its own message says "
+                "why. Fix that and rerun the same command: every finished frame is kept"
             ) from error
 
 

@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 Progress = Callable[[str, int, int], None]
 
 
-def _no_progress(stage: str, done: int, total: int) -> None:
-    pass
+def no_progress(stage: str, done: int, total: int) -> None:
+    """Progress that shows nothing."""
 
 
 def scene_fingerprint(frames: Sequence[Frame]) -> str:
@@ -136,7 +136,7 @@ def run_preprocess(
     config: RunConfig,
     run_dir: Path,
     registry: PluginRegistry | None = None,
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
     preview_count: int = 3,
     launch: Launch | None = None,
 ) -> PreprocessResult:
@@ -404,7 +404,7 @@ def prepare_field_targets(
     config: RunConfig,
     run_dir: Path,
     registry: PluginRegistry | None = None,
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
     preview_count: int = 3,
 ) -> PreparedRun:
     """Run (or read from the cache) masks, features, track labels and compression for the
@@ -475,7 +475,7 @@ def train_and_save_field(
     run_dir: Path,
     gaussians_path: Path | None = None,
     registry: PluginRegistry | None = None,
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
 ) -> TrainResult:
     """Preprocess (cached), then train the semantic field on the scene's frozen Gaussians and save it."""
     from cclgs_core.helpers.devices import resolve_device

@@ -180,7 +180,7 @@ def preprocess(
     from cclgs_core.datasets import load_scene
     from cclgs_core.plumbing.config import load_config
     from cclgs_core.plumbing.ranks import join_launch
-    from cclgs_core.stages.pipeline import run_preprocess
+    from cclgs_core.stages.pipeline import no_progress, run_preprocess
     from cclgs_core.stages.runs import apply_protocol
 
     run_config = load_config(config, override)
@@ -190,7 +190,7 @@ def preprocess(
     # Under torchrun, rank 0 alone shows its progress (the shares are even) and reports.
     quiet = launch is not None and not launch.coordinator
     try:
-        with contextlib.nullcontext(_quiet) if quiet else progress_bar() as progress:
+        with contextlib.nullcontext(no_progress) if quiet else progress_bar() as progress:
             result = run_preprocess(loaded, run_config, run_dir, progress=progress, launch=launch)
     finally:
         if launch is not None:
@@ -202,10 +202,6 @@ def preprocess(
         f"features for {result.computed_features} (the rest were cached)\n"
         f"masks:    {result.masks.path}\nfeatures: {result.features.path}\npreviews: {run_dir / 'previews' / 'masks'}"
     )
-
-
-def _quiet(stage: str, done: int, total: int) -> None:
-    """Progress that shows nothing (the ranks other than 0)."""
 
 
 @app.command("train")
