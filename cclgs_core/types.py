@@ -76,9 +76,11 @@ class Camera:
         return self.camera_to_world[:3, 3].copy()
 
     def scaled(self, factor: float) -> "Camera":
-        """The same camera at ``factor`` times the resolution (0.5 halves width and height)."""
-        width = int(round(self.width * factor))
-        height = int(round(self.height * factor))
+        """The same camera at ``factor`` times the resolution (0.5 halves width and height), sizes rounded."""
+        return self.resized(int(round(self.width * factor)), int(round(self.height * factor)))
+
+    def resized(self, width: int, height: int) -> "Camera":
+        """The same camera with images of ``width`` x ``height`` pixels (intrinsics scaled per axis)."""
         return replace(
             self,
             fx=self.fx * width / self.width,

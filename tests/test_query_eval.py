@@ -69,6 +69,14 @@ def run(trained) -> Path:
 
 
 @pytest.fixture(scope="module")
+def langsplat_run(world) -> Path:
+    """The world trained under LangSplat's protocol: every view, the labelled ones included."""
+    run_dir = world.parent / "run_langsplat"
+    cclgs("train", world, "--config", world.parent / "run.toml", "--run", run_dir, "--protocol", "langsplat")
+    return run_dir
+
+
+@pytest.fixture(scope="module")
 def synthetic_report(run) -> tuple[Path, dict]:
     out = run.parent / "eval_synthetic"
     result = cclgs("eval", "synthetic", run, "--out", out)
@@ -80,12 +88,13 @@ def world_classes(world: Path) -> dict[str, int]:
     return {entry["query"]: entry["id"] for entry in json.loads((world / "classes.json").read_text())["classes"]}
 
 
-def write_colmap_copy(world: Path, scene_dir: Path) -> list:
-    """The world's views as a COLMAP text model with JPEG images; returns the world's frames."""
+def write_colmap_copy(world: Path, scene_dir: Path, upscale: int = 1) -> list:
+    """The world's views as a COLMAP text model with JPEG images, ``upscale`` times their size;
+    returns the world's frames."""
     from nerfstudio.data.utils import colmap_parsing_utils as colmap
 
     frames = load_scene(world).frames
-    camera = frames[0].camera
+    camera = frames[0].camera.scaled(upscale)
     cameras = {
         1: colmap.Camera(
             1, "PINHOLE", camera.width, camera.height, np.array([camera.fx, camera.fy, camera.cx, camera.cy])
@@ -95,7 +104,10 @@ def write_colmap_copy(world: Path, scene_dir: Path) -> list:
     (scene_dir / "images").mkdir(parents=True)
     for index, frame in enumerate(frames, start=1):
         name = f"{frame.name}.jpg"
-        Image.fromarray(frame.load_image()).save(scene_dir / "images" / name, quality=95)
+        image = Image.fromarray(frame.load_image())
+        image.resize((camera.width, camera.height), Image.Resampling.NEAREST).save(
+            scene_dir / "images" / name, quality=95
+        )
         world_to_camera = frame.camera.world_to_camera
         images[index] = colmap.Image(
             index,
@@ -124,20 +136,31 @@ def write_lerf_fixture(world: Path, root: Path) -> Path:
     return scene_dir
 
 
-def write_3dovs_fixture(world: Path, root: Path) -> Path:
-    """3D-OVS layout: segmentations/classes.txt and segmentations/<NN>/<class>.png of the world's test views."""
+def write_3dovs_fixture(
+    world: Path, root: Path, upscale: int = 1, grey_edge: int = 0, absent_classes: tuple[str, ...] = ()
+) -> Path:
+    """3D-OVS layout: segmentations/classes.txt and segmentations/<NN>/<class>.png of the world's
+    test views, ``upscale`` times the world's size; with ``grey_edge``, each mask has a band of
+    that many pixels of grey 200 around its class (anti-aliasing, which the authors' 255 rule reads
+    as background). ``absent_classes`` are listed too, with empty masks in every view."""
+    from scipy.ndimage import binary_dilation
+
     scene_dir = root / "3dovs" / "tiny"
-    frames = write_colmap_copy(world, scene_dir)
-    classes = world_classes(world)
+    frames = write_colmap_copy(world, scene_dir, upscale)
+    classes = {**world_classes(world), **{name: None for name in absent_classes}}
     (scene_dir / "segmentations").mkdir()
     (scene_dir / "segmentations" / "classes.txt").write_text("\n".join(classes) + "\n")
     for position, frame in enumerate(frames):  # frames are sorted by image name, like 3D-OVS's images
         if frame.split == "test":
             folder = scene_dir / "segmentations" / f"{position:02d}"
             folder.mkdir()
-            class_map = read_label_map(frame.ground_truth["class"])
+            class_map = np.kron(read_label_map(frame.ground_truth["class"]), np.ones((upscale, upscale), dtype=int))
             for name, class_id in classes.items():
-                Image.fromarray(((class_map == class_id) * 255).astype(np.uint8)).save(folder / f"{name}.png")
+                mask = class_map == class_id if class_id is not None else np.zeros(class_map.shape, bool)
+                edge = binary_dilation(mask, iterations=grey_edge) & ~mask if grey_edge else np.zeros_like(mask)
+                Image.fromarray(np.where(mask, 255, np.where(edge, 200, 0)).astype(np.uint8)).save(
+                    folder / f"{name}.png"
+                )
     return scene_dir
 
 
@@ -205,20 +228,8 @@ def test_lerf_fixture_through_cclgs_eval_lerf(world, run, synthetic_report, tmp_
         cclgs("eval", "synthetic", run, "--scene", scene_dir, "--out", tmp_path / "wrong")
 
 
-def test_langsplat_protocol_trains_on_the_evaluation_frames(world, run, tmp_path):
-    langsplat = tmp_path / "run_langsplat"
-    cclgs(
-        "train",
-        world,
-        "--config",
-        world.parent / "run.toml",
-        "--run",
-        langsplat,
-        "--protocol",
-        "langsplat",
-        "--set",
-        "train.iterations=3",
-    )
+def test_langsplat_protocol_trains_on_the_evaluation_frames(world, run, langsplat_run, tmp_path):
+    langsplat = langsplat_run
     info = json.loads((langsplat / "run.json").read_text())
     assert info["protocol"] == "langsplat" and set(info["evaluation_frames"]) <= set(info["trained_frames"])
     assert len(info["trained_frames"]) == 12
@@ -241,18 +252,85 @@ def test_3dovs_fixture_through_cclgs_eval_3dovs(world, run, tmp_path):
     scene = load_scene(scene_dir)
     assert scene.class_names == tuple(sorted(world_classes(world)))
     assert [frame.name for frame in scene.split("test")] == [frame.name for frame in load_scene(world).split("test")]
+    with pytest.raises(DataError, match=r"3dovs-original protocol scores runs trained on every view.*--protocol cclgs"):
+        cclgs("eval", "3dovs", run, "--scene", scene_dir, "--out", tmp_path / "refused")
     out = tmp_path / "eval_3dovs"
-    cclgs("eval", "3dovs", run, "--scene", scene_dir, "--out", out)
+    result = cclgs("eval", "3dovs", run, "--scene", scene_dir, "--out", out, "--protocol", "cclgs")
+    assert "3dovs — protocol: heldout" in result.output and "accuracy %" in result.output
     report = json.loads((out / "report.json").read_text())
     assert report["benchmark"] == "3dovs" and report["protocol"] == "heldout" and report["localization"] is None
+    assert (
+        "a class absent from both the truth and the prediction of a view is skipped" in report["protocol_description"]
+    )
     (scene_report,) = report["scenes"]
     assert scene_report["frames"] == 2 and set(scene_report["per_category"]) <= set(scene.class_names)
     assert all(query["localized"] is None for query in scene_report["queries"])
-    assert scene_report["miou"] > 0.35
+    assert scene_report["miou"] > 0.35 and report["accuracy"] == scene_report["accuracy"] > 0.5
 
     (scene_dir / "segmentations" / "00").mkdir(exist_ok=True)
     with pytest.raises(DataError, match=r"00: no mask .*\.png"):
         load_scene(scene_dir)
+
+
+def test_3dovs_original_scores_grey_edged_and_clean_masks_alike(world, langsplat_run, tmp_path):
+    """The authors' protocol on the released layout (8x the world's size, evaluated at 1/8): grey
+    mask edges change nothing, absent classes count 0, and the numbers relate to the project's
+    scoring of the same views exactly."""
+    from cclgs_core.datasets.three_d_ovs import read_class_masks
+
+    clean = write_3dovs_fixture(world, tmp_path / "clean", upscale=8, absent_classes=("teapot",))
+    edged = write_3dovs_fixture(world, tmp_path / "edged", upscale=8, grey_edge=6, absent_classes=("teapot",))
+    classes = list(load_scene(clean).class_names)
+    labelled = [frame for frame in load_scene(clean, downscale=8).frames if frame.split == "test"]
+    # The edges reach pixels that 1/8 sampling reads: a ">= 128" rule would read more class there.
+    for frame in labelled:
+        folder = edged / "segmentations" / Path(frame.ground_truth["class_masks"]).name
+        assert (frame.camera.width, frame.camera.height) == (48, 48)
+        wide = [
+            np.asarray(Image.open(folder / f"{name}.png").resize((48, 48), Image.Resampling.NEAREST)) >= 128
+            for name in classes
+        ]
+        assert not np.array_equal(np.stack(wide), read_class_masks(folder, classes, (48, 48)))
+
+    reports = {}
+    for name, scene_dir in (("clean", clean), ("edged", edged)):
+        out = tmp_path / f"eval_{name}"
+        result = cclgs("eval", "3dovs", langsplat_run, "--scene", scene_dir, "--out", out)
+        assert "3dovs — protocol: 3dovs-original" in result.output
+        reports[name] = json.loads((out / "report.json").read_text())
+    scores = {
+        name: [(q["frame"], q["category"], q["iou"]) for q in report["scenes"][0]["queries"]]
+        for name, report in reports.items()
+    }
+    assert scores["clean"] == scores["edged"]
+    assert (
+        reports["clean"]["miou"] == reports["edged"]["miou"]
+        and reports["clean"]["accuracy"] == reports["edged"]["accuracy"]
+    )
+    report = reports["clean"]
+    assert report["protocol"] == "3dovs-original" and "int(W / 8)" in report["protocol_description"]
+    assert "**Protocol: 3dovs-original**" in (tmp_path / "eval_clean" / "report.md").read_text()
+    (scene_report,) = report["scenes"]
+    assert scene_report["frames"] == 2 and scene_report["trained_on"] == 2 and len(scores["clean"]) == 2 * len(classes)
+
+    # The project's scoring of the same views at the same size keeps the same IoUs but skips the
+    # classes absent from a view's truth and prediction: the authors' mean counts them as 0.
+    out = tmp_path / "eval_project"
+    cclgs("eval", "3dovs", langsplat_run, "--scene", clean, "--out", out, "--protocol", "cclgs", "--downscale", "8")
+    project = json.loads((out / "report.json").read_text())
+    kept = {(q["frame"], q["category"]): q["iou"] for q in project["scenes"][0]["queries"]}
+    absent = [(frame, category) for frame, category, iou in scores["clean"] if (frame, category) not in kept]
+    assert absent and all(iou == 0.0 for frame, category, iou in scores["clean"] if (frame, category) in absent)
+    assert {(frame, category): iou for frame, category, iou in scores["clean"] if (frame, category) in kept} == kept
+    assert report["miou"] == pytest.approx(sum(kept.values()) / (2 * len(classes)))
+    assert project["miou"] == pytest.approx(sum(kept.values()) / len(kept))
+    assert project["miou"] > report["miou"]
+    assert project["accuracy"] == report["accuracy"]
+    # Learning happened: the relevance argmax labels most pixels right (chance: 1 / len(classes)).
+    assert report["accuracy"] > 0.6
+
+    with pytest.raises(ConfigError, match=r"evaluates at 1/8 .* drop --downscale 4"):
+        cclgs("eval", "3dovs", langsplat_run, "--scene", clean, "--out", tmp_path / "refused", "--downscale", "4")
 
 
 # -- query -------------------------------------------------------------------------------------------

@@ -116,6 +116,45 @@ def test_the_fox_reads_as_shipped():
     np.testing.assert_allclose(scene.bounds, [[-2 / 0.33] * 3, [2 / 0.33] * 3])
 
 
+def test_the_fox_posed_by_an_llff_file_keeps_its_geometry(tmp_path):
+    """The fox's poses written as LLFF's imgs2poses writes them, read back as a 3D-OVS scene as
+    released: every camera sees every other where it did, at the authors' scale 1 / (0.75 near)."""
+    from PIL import Image
+
+    from cclgs_core.datasets import load_scene
+
+    fox = sorted(load_scene(FOX).frames, key=lambda frame: frame.image_path.name)
+    scene_dir = tmp_path / "fox_3dovs"
+    (scene_dir / "images").mkdir(parents=True)
+    (scene_dir / "segmentations" / "00").mkdir(parents=True)
+    (scene_dir / "segmentations" / "classes.txt").write_text("fox\n")
+    Image.new("L", (1080, 1920)).save(scene_dir / "segmentations" / "00" / "fox.png")
+    rows = []
+    for frame in fox:
+        (scene_dir / "images" / frame.image_path.name).symlink_to(frame.image_path.resolve())
+        right, down, forward, centre = frame.camera.camera_to_world[:3].T  # OpenCV axes
+        matrix = np.stack([down, right, -forward, centre, [1920.0, 1080.0, 1375.0]], axis=1)  # LLFF's 3x5
+        rows.append([*matrix.reshape(-1), 2.0, 30.0])
+    np.save(scene_dir / "poses_bounds.npy", np.array(rows))
+
+    scene = load_scene(scene_dir, downscale=8)
+    assert [frame.name for frame in scene.frames] == [frame.image_path.stem for frame in fox]
+    assert {(frame.camera.width, frame.camera.height) for frame in scene.frames} == {(135, 240)}
+    assert scene.frames[0].load_image().shape == (240, 135, 3)
+    scale = 1 / (0.75 * 2.0)
+    first, first_fox = scene.frames[0].camera.camera_to_world, fox[0].camera.camera_to_world
+    for frame, fox_frame in zip(scene.frames, fox):
+        pose, fox_pose = frame.camera.camera_to_world, fox_frame.camera.camera_to_world
+        assert np.linalg.det(pose[:3, :3]) == pytest.approx(1.0)  # a rotation, not the authors' mirror image
+        # Pose relative to the first camera: the same rotation, the translation scaled.
+        np.testing.assert_allclose(first[:3, :3].T @ pose[:3, :3], first_fox[:3, :3].T @ fox_pose[:3, :3], atol=1e-9)
+        np.testing.assert_allclose(
+            first[:3, :3].T @ (pose[:3, 3] - first[:3, 3]),
+            scale * first_fox[:3, :3].T @ (fox_pose[:3, 3] - first_fox[:3, 3]),
+            atol=1e-9,
+        )
+
+
 def test_fit_raises_heldout_psnr_on_the_photos(fitted):
     """``cclgs fit`` held out every 8th photo and measured them before and after its 150 steps."""
     report = json.loads(fitted.with_name("fox_fit.json").read_text())

@@ -13,6 +13,7 @@ import numpy as np
 
 from cclgs_core.datasets.colmap import find_model, load_colmap, read_colmap_points
 from cclgs_core.datasets.lerf_ovs import default_label_dir, load_lerf_ovs
+from cclgs_core.datasets.llff import poses_file
 from cclgs_core.datasets.nerfstudio import load_nerfstudio, transforms_files
 from cclgs_core.datasets.three_d_ovs import classes_file, load_3dovs
 from cclgs_core.errors import DataError
@@ -25,10 +26,10 @@ def load_scene(path: Path, downscale: int = 1) -> Scene:
     """Read the scene at ``path``; cameras are scaled by 1/``downscale`` and images resized on load.
 
     Formats, tried in order: ``path`` is a ``*.json`` or a folder with ``transforms.json``
-    (nerfstudio, instant-ngp) or ``transforms_train.json`` (Blender); a folder with ``sparse/0``
-    (or ``sparse``) and ``segmentations/classes.txt``
-    (3D-OVS); one with a LERF-OVS label folder ``../label/<name>`` (LERF-OVS); a folder with
-    ``sparse/0`` (or ``sparse``) (COLMAP).
+    (nerfstudio, instant-ngp) or ``transforms_train.json`` (Blender); a folder with
+    ``segmentations/classes.txt`` and ``poses_bounds.npy`` or ``sparse/0`` (3D-OVS); one with
+    ``sparse/0`` (or ``sparse``) and a LERF-OVS label folder ``../label/<name>`` (LERF-OVS); a
+    folder with ``sparse/0`` (or ``sparse``) (COLMAP).
     """
     path = Path(path)
     if path.is_file() and path.suffix == ".json":
@@ -37,16 +38,17 @@ def load_scene(path: Path, downscale: int = 1) -> Scene:
         raise DataError(f"{path}: no such scene file or folder")
     if transforms_files(path):
         return load_nerfstudio(path, downscale)
+    if classes_file(path).is_file() and (find_model(path) is not None or poses_file(path).is_file()):
+        return load_3dovs(path, downscale)
     if find_model(path) is not None:
-        if classes_file(path).is_file():
-            return load_3dovs(path, downscale)
         if default_label_dir(path).is_dir():
             return load_lerf_ovs(path, downscale=downscale)
         return load_colmap(path, downscale)
     raise DataError(
         f"{path}: not a scene folder; looked for {path / 'transforms.json'} (nerfstudio, instant-ngp), "
         f"{path / 'transforms_train.json'} (Blender) and a COLMAP model "
-        f"in {path / 'sparse' / '0'} or {path / 'sparse'} (cameras.bin/.txt, images.bin/.txt)"
+        f"in {path / 'sparse' / '0'} or {path / 'sparse'} (cameras.bin/.txt, images.bin/.txt), or "
+        f"{path / 'segmentations' / 'classes.txt'} with {path / 'poses_bounds.npy'} (3D-OVS as released)"
     )
 
 

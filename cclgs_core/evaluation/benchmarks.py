@@ -10,12 +10,14 @@ Benchmarks:
   scored; each class uses the mask level whose relevance map peaks highest (LangSplat's rule),
   and each pixel takes the class of highest relevance (within a level, relevance is monotone
   in the cosine similarity to the class text, so this is 3D-OVS's argmax of similarity). IoU
-  per (view, class), mIoU their mean; a class absent from both the truth and the prediction
-  of a view is skipped (3D-OVS's scikit-learn call would count it as 0).
+  per (view, class) and exact-row pixel accuracy (``cclgs_core.evaluation.class_masks``),
+  scored by one of ``SCORINGS``: the authors' (``3dovs-original``) or the project's.
 
-Every report names its protocol (``cclgs_core.stages.runs.PROTOCOLS``): whether the evaluation
-frames were trained on. A scene's number is the mean over its queries; the benchmark's number
-is the mean over scenes, as the papers report them.
+Every report names its protocol: for the project's scoring the run's training protocol
+(``cclgs_core.stages.runs.PROTOCOLS``: whether the evaluation frames were trained on), for the
+3D-OVS authors' scoring ``3dovs-original``, which fixes training, resolution and averaging. A
+scene's number is the mean over its queries; the benchmark's number is the mean over scenes, as
+the papers report them.
 """
 
 from __future__ import annotations
@@ -49,7 +51,26 @@ BENCHMARKS: dict[str, str] = {
     ),
     "3dovs": (
         "3D-OVS: per labelled view, each pixel takes the class of highest relevance among the scene's class list; "
-        "mIoU over (view, class)"
+        "mIoU over (view, class) and pixel accuracy (the share of pixels whose whole row of class labels is right), "
+        "a mask pixel being its class only where it is 255"
+    ),
+}
+
+#: The 3D-OVS authors' protocol, as their renderer.py scores.
+THREE_D_OVS_ORIGINAL = "3dovs-original"
+#: The resolution divisor the 3D-OVS authors evaluate at (their --downsample_test).
+THREE_D_OVS_TEST_DOWNSCALE = 8
+
+#: How a benchmark's numbers are computed -> what that means, as written in reports.
+SCORINGS: dict[str, str] = {
+    "cclgs": (
+        "the project's: at the run's resolution (or --downscale), on held-out or trained-on views as the run was "
+        "trained; a class absent from both the truth and the prediction of a view is skipped"
+    ),
+    THREE_D_OVS_ORIGINAL: (
+        "the 3D-OVS authors' protocol (their renderer.py): every view trained on; scored at 1/8 of the released "
+        "resolution with sizes truncated (int(W / 8)); a class absent from both the truth and the prediction of a "
+        "view scores IoU 0; mIoU the mean over views x classes, accuracy the mean over views"
     ),
 }
 _LABEL_KIND = {"lerf": "objects", "synthetic": "objects", "3dovs": "class_masks"}
@@ -82,17 +103,21 @@ class SceneReport:
     localization: float | None
     per_category: dict[str, float]
     queries: list[QueryRecord] = field(default_factory=list)
+    #: Exact-row pixel accuracy, mean over views (3D-OVS only).
+    accuracy: float | None = None
 
 
 @dataclass
 class Report:
-    """A benchmark over one or more runs of one protocol; ``miou``/``localization`` are means over scenes."""
+    """A benchmark over one or more runs of one protocol; ``miou``/``localization``/``accuracy``
+    are means over scenes."""
 
     benchmark: str
     protocol: str
     scenes: list[SceneReport]
     miou: float
     localization: float | None
+    accuracy: float | None = None
 
     @property
     def benchmark_description(self) -> str:
@@ -100,7 +125,9 @@ class Report:
 
     @property
     def protocol_description(self) -> str:
-        return PROTOCOLS[self.protocol]
+        if self.protocol == THREE_D_OVS_ORIGINAL:
+            return SCORINGS[THREE_D_OVS_ORIGINAL]
+        return f"{PROTOCOLS[self.protocol]}; scoring: {SCORINGS['cclgs']}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -110,14 +137,29 @@ class Report:
             "protocol_description": self.protocol_description,
             "miou": self.miou,
             "localization": self.localization,
+            "accuracy": self.accuracy,
             "scenes": [asdict(scene) for scene in self.scenes],
         }
 
 
-def check_benchmark(benchmark: str) -> str:
+def check_benchmark(benchmark: str, scoring: str = "cclgs") -> str:
     if benchmark not in BENCHMARKS:
         raise ConfigError(f"unknown benchmark {benchmark!r}; choose one of {', '.join(BENCHMARKS)}")
+    if scoring not in SCORINGS:
+        raise ConfigError(f"unknown scoring protocol {scoring!r}; choose one of {', '.join(SCORINGS)}")
+    if scoring == THREE_D_OVS_ORIGINAL and benchmark != "3dovs":
+        raise ConfigError(f"the {THREE_D_OVS_ORIGINAL} protocol scores 3D-OVS only, not {benchmark}")
     return benchmark
+
+
+def _original_downscale(downscale: int | None) -> int:
+    """The authors' test resolution divisor; ConfigError when another is asked for."""
+    if downscale not in (None, THREE_D_OVS_TEST_DOWNSCALE):
+        raise ConfigError(
+            f"the {THREE_D_OVS_ORIGINAL} protocol evaluates at 1/{THREE_D_OVS_TEST_DOWNSCALE} of the released "
+            f"resolution, as the 3D-OVS authors do; drop --downscale {downscale}, or score with --protocol cclgs"
+        )
+    return THREE_D_OVS_TEST_DOWNSCALE
 
 
 def evaluate_run(
@@ -130,16 +172,22 @@ def evaluate_run(
     progress: Progress | None = None,
     scene_path: Path | None = None,
     downscale: int | None = None,
+    scoring: str = "cclgs",
 ) -> tuple[SceneReport, str]:
-    """Evaluate one run on its scene's labelled frames. Returns the scene report and the run's protocol.
+    """Evaluate one run on its scene's labelled frames. Returns the scene report and its protocol
+    (the run's, or ``3dovs-original``).
 
     ``scene_path`` evaluates against another copy of the scene instead (same cameras, frames of
     the same names: e.g. the LERF-OVS layout of a scene trained from its nerfstudio version);
-    ``downscale`` its resolution (default: the run's for its own scene, else 1). With
-    ``out_dir``, a picture per query (image | truth | relevance | mask) is written to
-    ``out_dir/pictures/<name>/`` (``name`` defaults to the scene folder's name).
+    ``downscale`` its resolution (default: the run's for its own scene, else 1; 8 under
+    ``3dovs-original``). ``scoring``: a key of ``SCORINGS``. With ``out_dir``, a picture per
+    query (image | truth | relevance | mask) is written to ``out_dir/pictures/<name>/``
+    (``name`` defaults to the scene folder's name).
     """
-    check_benchmark(benchmark)
+    check_benchmark(benchmark, scoring)
+    original = scoring == THREE_D_OVS_ORIGINAL
+    if original:
+        downscale = _original_downscale(downscale)
     opened = open_run(Path(run_dir), scene_path=scene_path, downscale=downscale, backend=backend, registry=registry)
     info, scene = opened.info, opened.scene
     if info is None or scene is None:
@@ -162,11 +210,23 @@ def evaluate_run(
             f"labelled frames of {source} were training frames; its numbers would follow neither protocol. Evaluate it "
             "on the scene it was trained on, or re-train with `cclgs train --protocol`"
         )
+    untrained = [frame.name for frame in scene.frames if frame.name not in trained]
+    if original and untrained:
+        raise DataError(
+            f"{run_dir}: the {THREE_D_OVS_ORIGINAL} protocol scores runs trained on every view, as the 3D-OVS "
+            f"authors train, but {len(untrained)} of the {len(scene.frames)} views of {source} were not trained on "
+            f"(first: {untrained[0]}); re-train with `cclgs train SCENE --protocol langsplat`, or score this run with "
+            "--protocol cclgs"
+        )
     name = name or source.name
     pictures = Path(out_dir) / "pictures" / name if out_dir is not None else None
     step = (lambda done: progress(name, done, len(frames))) if progress is not None else (lambda done: None)
+    accuracy = None
     if benchmark == "3dovs":
-        records = _evaluate_class_masks(opened, frames, list(scene.class_names), pictures, step)
+        records, accuracies = _evaluate_class_masks(
+            opened, frames, list(scene.class_names), pictures, step, absent_scores_zero=original
+        )
+        accuracy = float(np.mean(accuracies))
     else:
         records = _evaluate_polygons(opened, frames, pictures, step)
     if pictures is not None:
@@ -182,8 +242,9 @@ def evaluate_run(
         localization=summary.localization,
         per_category=summary.per_category,
         queries=records,
+        accuracy=accuracy,
     )
-    return report, info.protocol
+    return report, THREE_D_OVS_ORIGINAL if original else info.protocol
 
 
 def _evaluate_polygons(
@@ -231,15 +292,22 @@ def _evaluate_polygons(
 
 
 def _evaluate_class_masks(
-    opened: OpenedRun, frames: Sequence[Any], classes: list[str], pictures: Path | None, step: Callable[[int], None]
-) -> list[QueryRecord]:
-    """3D-OVS: argmax over the class list per pixel, IoU per (view, class)."""
+    opened: OpenedRun,
+    frames: Sequence[Any],
+    classes: list[str],
+    pictures: Path | None,
+    step: Callable[[int], None],
+    absent_scores_zero: bool,
+) -> tuple[list[QueryRecord], list[float]]:
+    """3D-OVS: argmax over the class list per pixel; a record per (view, class) and the accuracy
+    of each view. A class absent from a view's truth and prediction scores 0 with
+    ``absent_scores_zero`` (the authors' rule), else it has no record."""
     from cclgs_core.datasets.three_d_ovs import read_class_masks
-    from cclgs_core.evaluation.metrics import iou
+    from cclgs_core.evaluation.class_masks import score_view
 
     if not classes:
         raise DataError("the 3D-OVS scene has an empty class list (segmentations/classes.txt)")
-    records = []
+    records, accuracies = [], []
     for done, frame in enumerate(frames):
         truth = read_class_masks(
             frame.ground_truth["class_masks"], classes, (frame.camera.width, frame.camera.height)
@@ -248,21 +316,23 @@ def _evaluate_class_masks(
         levels = [relevance.best_level(index) for index in range(len(classes))]
         chosen = np.stack([relevance.maps[index, level] for index, level in enumerate(levels)])  # (C, H, W)
         predicted = chosen.argmax(axis=0)  # (H, W) class index per pixel
+        score = score_view(truth, predicted)
+        accuracies.append(score.accuracy)
         image = frame.load_image() if pictures is not None else None
         for index, name in enumerate(classes):
-            mask = predicted == index
-            if not mask.any() and not truth[index].any():
+            absent = np.isnan(score.ious[index])
+            if absent and not absent_scores_zero:
                 continue
+            mask = predicted == index
             picture = None
             if pictures is not None:
                 picture = _write_picture(
                     pictures, frame.name, index, name, image, truth[index], chosen[index], 0.5, 1.0, mask
                 )
-            records.append(
-                QueryRecord(frame.name, name, iou(mask, truth[index]), None, relevance.levels[levels[index]], picture)
-            )
+            iou = 0.0 if absent else float(score.ious[index])
+            records.append(QueryRecord(frame.name, name, iou, None, relevance.levels[levels[index]], picture))
         step(done + 1)
-    return records
+    return records, accuracies
 
 
 def _write_picture(
@@ -311,6 +381,16 @@ def common_protocol(run_dirs: Sequence[Path]) -> str:
     return next(iter(protocols.values()))
 
 
+def report_protocol(run_dirs: Sequence[Path], scoring: str = "cclgs") -> str:
+    """The protocol a report on these runs names: ``3dovs-original`` for the authors' scoring
+    (each run is checked to be trained on every view), else ``common_protocol``."""
+    if scoring == THREE_D_OVS_ORIGINAL:
+        if not run_dirs:
+            raise ConfigError("pass at least one run directory to evaluate")
+        return THREE_D_OVS_ORIGINAL
+    return common_protocol(run_dirs)
+
+
 def evaluate_runs(
     run_dirs: Sequence[Path],
     benchmark: str,
@@ -320,11 +400,12 @@ def evaluate_runs(
     progress: Progress | None = None,
     scene_paths: Sequence[Path] = (),
     downscale: int | None = None,
+    scoring: str = "cclgs",
 ) -> Report:
-    """Evaluate several runs (one per scene) of one protocol (``common_protocol``); ``scene_paths``,
+    """Evaluate several runs (one per scene) of one protocol (``report_protocol``); ``scene_paths``,
     if given, one per run, replace the runs' scenes (see ``evaluate_run``)."""
-    check_benchmark(benchmark)
-    protocol = common_protocol(run_dirs)
+    check_benchmark(benchmark, scoring)
+    protocol = report_protocol(run_dirs, scoring)
     if scene_paths and len(scene_paths) != len(run_dirs):
         raise ConfigError(
             f"{len(scene_paths)} scenes for {len(run_dirs)} runs; pass one scene per run, in the same order"
@@ -338,17 +419,23 @@ def evaluate_runs(
             name, count = f"{base}_{count}", count + 1
         names.add(name)
         report, _ = evaluate_run(
-            Path(run_dir), benchmark, out_dir, name, backend, registry, progress, scene_path, downscale
+            Path(run_dir), benchmark, out_dir, name, backend, registry, progress, scene_path, downscale, scoring
         )
         scenes.append(report)
-    localizations = [scene.localization for scene in scenes if scene.localization is not None]
     return Report(
         benchmark=benchmark,
         protocol=protocol,
         scenes=scenes,
         miou=float(np.mean([scene.miou for scene in scenes])),
-        localization=float(np.mean(localizations)) if localizations else None,
+        localization=_mean_of_scored([scene.localization for scene in scenes]),
+        accuracy=_mean_of_scored([scene.accuracy for scene in scenes]),
     )
+
+
+def _mean_of_scored(values: list[float | None]) -> float | None:
+    """The mean of the values that were scored (not None); None when none was."""
+    scored = [value for value in values if value is not None]
+    return float(np.mean(scored)) if scored else None
 
 
 def default_output_dir(benchmark: str, protocol: str) -> Path:
@@ -369,13 +456,18 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def extra_columns(report: Report) -> list[str]:
+    """The scored numbers besides mIoU that the report has: "localization" (LERF-style), "accuracy" (3D-OVS)."""
+    return [name for name in ("localization", "accuracy") if getattr(report, name) is not None]
+
+
 def percent(value: float | None) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}"
 
 
 def report_markdown(report: Report) -> str:
     """The report as markdown: summary table, then per scene its categories and one picture row per query."""
-    has_localization = report.localization is not None
+    extra = extra_columns(report)
     lines = [
         f"# Evaluation: {report.benchmark}",
         "",
@@ -383,16 +475,14 @@ def report_markdown(report: Report) -> str:
         f"- Benchmark: {report.benchmark_description}.",
         "- Numbers are percentages; a scene's number is the mean over its queries, the mean row the mean over scenes.",
         "",
-        "| scene | frames | trained on | mIoU | localization |"
-        if has_localization
-        else "| scene | frames | trained on | mIoU |",
-        "| --- | ---: | ---: | ---: | ---: |" if has_localization else "| --- | ---: | ---: | ---: |",
+        "| scene | frames | trained on | mIoU |" + "".join(f" {name} |" for name in extra),
+        "| --- | ---: | ---: | ---: |" + " ---: |" * len(extra),
     ]
     for scene in report.scenes:
         row = f"| {scene.name} | {scene.frames} | {scene.trained_on} | {percent(scene.miou)} |"
-        lines.append(row + (f" {percent(scene.localization)} |" if has_localization else ""))
+        lines.append(row + "".join(f" {percent(getattr(scene, name))} |" for name in extra))
     mean = f"| **mean** | | | **{percent(report.miou)}** |"
-    lines.append(mean + (f" **{percent(report.localization)}** |" if has_localization else ""))
+    lines.append(mean + "".join(f" **{percent(getattr(report, name))}** |" for name in extra))
     for scene in report.scenes:
         lines += ["", f"## {scene.name}", "", f"Run: `{scene.run}`", "", "| category | mIoU |", "| --- | ---: |"]
         lines += [f"| {_cell(category)} | {percent(value)} |" for category, value in scene.per_category.items()]
