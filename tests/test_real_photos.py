@@ -145,7 +145,7 @@ def test_the_fox_posed_by_an_llff_file_keeps_its_geometry(tmp_path):
     first, first_fox = scene.frames[0].camera.camera_to_world, fox[0].camera.camera_to_world
     for frame, fox_frame in zip(scene.frames, fox):
         pose, fox_pose = frame.camera.camera_to_world, fox_frame.camera.camera_to_world
-        assert np.linalg.det(pose[:3, :3]) == pytest.approx(1.0)  # a rotation, not the authors' mirror image
+        assert np.linalg.det(pose[:3, :3]) == pytest.approx(1.0, abs=1e-4)  # a rotation, not the authors' mirror image
         # Pose relative to the first camera: the same rotation, the translation scaled.
         np.testing.assert_allclose(first[:3, :3].T @ pose[:3, :3], first_fox[:3, :3].T @ fox_pose[:3, :3], atol=1e-9)
         np.testing.assert_allclose(
