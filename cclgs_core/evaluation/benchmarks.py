@@ -61,7 +61,8 @@ THREE_D_OVS_ORIGINAL = "3dovs-original"
 #: The resolution divisor the 3D-OVS authors evaluate at (their --downsample_test).
 THREE_D_OVS_TEST_DOWNSCALE = 8
 
-#: How a benchmark's numbers are computed -> what that means, as written in reports.
+#: How ``cclgs eval 3dovs`` scores (its --protocol; the other benchmarks score one way, "cclgs")
+#: -> what that means, as written in reports.
 SCORINGS: dict[str, str] = {
     "cclgs": (
         "the project's: at the run's resolution (or --downscale), on held-out or trained-on views as the run was "
@@ -127,7 +128,9 @@ class Report:
     def protocol_description(self) -> str:
         if self.protocol == THREE_D_OVS_ORIGINAL:
             return SCORINGS[THREE_D_OVS_ORIGINAL]
-        return f"{PROTOCOLS[self.protocol]}; scoring: {SCORINGS['cclgs']}"
+        if self.benchmark == "3dovs":
+            return f"{PROTOCOLS[self.protocol]}; scoring: {SCORINGS['cclgs']}"
+        return PROTOCOLS[self.protocol]
 
     def to_dict(self) -> dict[str, Any]:
         return {

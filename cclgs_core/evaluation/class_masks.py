@@ -25,7 +25,7 @@ class ViewScore:
     accuracy: float
 
 
-def one_hot(predicted: np.ndarray, classes: int) -> np.ndarray:
+def _one_hot(predicted: np.ndarray, classes: int) -> np.ndarray:
     """(C, H, W) bool from an (H, W) map of class indices."""
     return predicted[None] == np.arange(classes)[:, None, None]
 
@@ -34,7 +34,7 @@ def score_view(truth: np.ndarray, predicted: np.ndarray) -> ViewScore:
     """truth: (C, H, W) bool masks; predicted: (H, W) int class index of each pixel."""
     if predicted.shape != truth.shape[1:]:
         raise ValueError(f"prediction {predicted.shape} and masks {truth.shape[1:]} differ in size")
-    predicted_masks = one_hot(predicted, truth.shape[0])  # (C, H, W)
+    predicted_masks = _one_hot(predicted, truth.shape[0])  # (C, H, W)
     intersection = (truth & predicted_masks).sum(axis=(1, 2))  # (C,)
     union = (truth | predicted_masks).sum(axis=(1, 2))  # (C,)
     ious = np.full(len(union), np.nan)
