@@ -73,18 +73,18 @@ def load_3dovs(scene_dir: Path, downscale: int = 1) -> Scene:
         )
     scene.frames = [replace(frame, camera=truncated(frame.camera, downscale)) for frame in scene.frames]
     classes = read_3dovs_classes(classes_file(scene_dir))
-    images = [path.name for path in images]
+    image_names = [path.name for path in images]
     by_image = {Path(frame.image_path).name: position for position, frame in enumerate(scene.frames)}
     folders = sorted(path for path in (scene_dir / "segmentations").iterdir() if path.is_dir())
     if not folders:
         raise DataError(f"{scene_dir / 'segmentations'}: no labelled view folders (segmentations/<NN>/<class>.png)")
     for folder in folders:
-        if not folder.name.isdigit() or int(folder.name) >= len(images):
+        if not folder.name.isdigit() or int(folder.name) >= len(image_names):
             raise DataError(
-                f"{folder}: a 3D-OVS mask folder is named by the view's position among the {len(images)} sorted "
-                f"images of {scene_dir / 'images'} (00 .. {len(images) - 1:02d}); rename or remove it"
+                f"{folder}: a 3D-OVS mask folder is named by the view's position among the {len(image_names)} sorted "
+                f"images of {scene_dir / 'images'} (00 .. {len(image_names) - 1:02d}); rename or remove it"
             )
-        image = images[int(folder.name)]
+        image = image_names[int(folder.name)]
         if image not in by_image:
             raise DataError(f"{folder}: labels image {image}, which the COLMAP model of {scene_dir} does not register")
         missing = [name for name in classes if not (folder / f"{name}.png").is_file()]

@@ -326,9 +326,9 @@ def _evaluate_class_masks(
             absent = np.isnan(score.ious[index])
             if absent and not absent_scores_zero:
                 continue
-            mask = predicted == index
             picture = None
             if pictures is not None:
+                mask = predicted == index
                 picture = _write_picture(
                     pictures, frame.name, index, name, image, truth[index], chosen[index], 0.5, 1.0, mask
                 )
